@@ -1,0 +1,30 @@
+"""The synth app: every environment's database-access stack from `services/` and `environments.toml`."""
+
+import sys
+from pathlib import Path
+
+from cdktf import App
+
+from servicedb.errors import DeclarationError
+from servicedb.load import Declarations, load_declarations
+from servicedb.plan import plan
+from servicedb.stack import DatabaseAccessStack
+
+
+def build_app(declarations: Declarations, app: App | None = None) -> App:
+    """Add one `<env>-database-access` stack per environment to `app` (a new App by default)."""
+    app = app or App()
+    for environment in declarations.environments:
+        DatabaseAccessStack(app, plan=plan(declarations.services, environment))
+    return app
+
+
+def main(services_dir: Path = Path("services"), environments_file: Path = Path("environments.toml")) -> int:
+    """Validate everything, then build and synthesize; on bad declarations write nothing, exit 1."""
+    try:
+        declarations = load_declarations(services_dir, environments_file)
+    except DeclarationError as error:
+        print(f"servicedb: refusing to synthesize; fix these declarations:\n{error}", file=sys.stderr)
+        return 1
+    build_app(declarations).synth()
+    return 0

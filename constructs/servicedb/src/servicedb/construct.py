@@ -1,0 +1,364 @@
+"""The cdktf adapter: one service's plan, rendered as Terraform resources.
+
+Construct ids are part of the contract: a changed id is a destroyed and recreated resource, so
+they are fixed snake_case names derived from the plan (never from tokens), and a test pins the
+resulting resource addresses.
+"""
+
+from collections.abc import Mapping, Sequence
+
+from cdktf import Fn, TerraformProvider, TerraformResource, TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
+from cdktf_cdktf_provider_postgresql.database import Database
+from cdktf_cdktf_provider_postgresql.default_privileges import DefaultPrivileges
+from cdktf_cdktf_provider_postgresql.extension import Extension
+from cdktf_cdktf_provider_postgresql.grant import Grant
+from cdktf_cdktf_provider_postgresql.grant_role import GrantRole
+from cdktf_cdktf_provider_postgresql.role import Role
+from cdktf_cdktf_provider_postgresql.schema import Schema
+from cdktf_cdktf_provider_random.password import Password
+from constructs import Construct
+
+from servicedb import plan as p
+
+PASSWORD_SPECIALS = "-_.~"
+"""Special characters that need no quoting in a URL's userinfo, a shell word or a libpq string."""
+
+ECS_SECRET_KEYS = (
+    ("HOST", "host"),
+    ("PORT", "port"),
+    ("NAME", "dbname"),
+    ("USER", "username"),
+    ("PASSWORD", "password"),
+)
+
+
+def ecs_secrets(secret_arn: str, *, prefix: str = "DB_") -> list[dict[str, str]]:
+    """Container `secrets` entries for an ECS task definition, one per key of the secret.
+
+    Each `valueFrom` is `<secret arn>:<json key>::`, as CDK's `ecs.Secret.fromSecretsManager(secret,
+    key)` writes it; `<prefix>SECRET` carries the whole JSON document.
+    """
+    entries = [{"name": f"{prefix}{name}", "valueFrom": f"{secret_arn}:{key}::"} for name, key in ECS_SECRET_KEYS]
+    entries.append({"name": f"{prefix}SECRET", "valueFrom": secret_arn})
+    return entries
+
+
+class DatabaseUser(Construct):
+    """A login user: its role, generated password, Secrets Manager secret and who may read it."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        role: p.Role,
+        secret: p.Secret,
+        region: str,
+        assume_role: Role | None = None,
+        postgresql_provider: TerraformProvider | None = None,
+        aws_provider: TerraformProvider | None = None,
+        random_provider: TerraformProvider | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.username = role.name
+        """The user name, as a plain string (`name` is the resource's reference)."""
+        self._secret_plan = secret
+        self._region = region
+        self._aws_provider = aws_provider
+
+        self.password = Password(
+            self,
+            "password",
+            length=secret.password_length,
+            special=True,
+            override_special=PASSWORD_SPECIALS,
+            min_lower=1,
+            min_upper=1,
+            min_numeric=1,
+            provider=random_provider,
+        )
+        self.role = Role(
+            self,
+            "role",
+            name=role.name,
+            login=True,
+            inherit=role.inherit,
+            password=self.password.result,
+            connection_limit=role.connection_limit,
+            statement_timeout=role.statement_timeout_ms,
+            idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
+            search_path=list(role.search_path) or None,
+            assume_role=assume_role.name if assume_role else None,
+            # Memberships are postgresql_grant_role resources; without this, the role would
+            # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"]),
+            provider=postgresql_provider,
+        )
+        self.secret = SecretsmanagerSecret(
+            self,
+            "secret",
+            name=secret.name,
+            description=f"Credentials of the PostgreSQL user {role.name} (database {secret.database})",
+            kms_key_id=secret.kms_key_arn,
+            recovery_window_in_days=secret.recovery_window_days,
+            provider=aws_provider,
+        )
+        self.secret_version = SecretsmanagerSecretVersion(
+            self,
+            "secret_value",
+            secret_id=self.secret.id,
+            secret_string=Fn.jsonencode({**secret.fields, "password": self.password.result}),
+            provider=aws_provider,
+        )
+        self.grant_secret_read(secret.reader_role)
+
+    @property
+    def name(self) -> str:
+        """The PostgreSQL user name."""
+        return self.role.name
+
+    @property
+    def secret_arn(self) -> str:
+        return self.secret.arn
+
+    @property
+    def ecs_secrets(self) -> list[dict[str, str]]:
+        """Container `secrets` entries: `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SECRET`."""
+        return ecs_secrets(self.secret.arn)
+
+    def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> IamRolePolicy:
+        """Let the IAM role `role_name` read this secret and nothing else.
+
+        `secretsmanager:GetSecretValue` on exactly this secret, plus `kms:Decrypt` on the
+        customer key through Secrets Manager only (`kms:ViaService`) when one is set. Give each
+        further role its own `id_`.
+        """
+        statements: list[dict[str, object]] = [
+            {
+                "Sid": "ReadDatabaseSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [self.secret.arn],
+            }
+        ]
+        if self._secret_plan.kms_key_arn:
+            statements.append(
+                {
+                    "Sid": "DecryptDatabaseSecret",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt"],
+                    "Resource": [self._secret_plan.kms_key_arn],
+                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{self._region}.amazonaws.com"}},
+                }
+            )
+        return IamRolePolicy(
+            self,
+            id_,
+            name=f"servicedb-{self._secret_plan.username}-secret-read",
+            role=role_name,
+            policy=Fn.jsonencode({"Version": "2012-10-17", "Statement": statements}),
+            provider=self._aws_provider,
+        )
+
+
+class ServiceDatabase(Construct):
+    """One service's isolated database access on a shared PostgreSQL cluster.
+
+    Takes the service's plan (`servicedb.plan.plan_service`) and the providers to use; creates
+    no provider itself. `app.ecs_secrets` and `migrator.ecs_secrets` are ready for a container
+    definition's `secrets`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        plan: p.ServicePlan,
+        postgresql_provider: TerraformProvider | None = None,
+        aws_provider: TerraformProvider | None = None,
+        random_provider: TerraformProvider | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.plan = plan
+        self._postgresql_provider = postgresql_provider
+        self._readers: Construct | None = None
+
+        self.owner_role = Role(self, "owner_role", name=plan.owner.name, login=False, provider=postgresql_provider)
+        self.reader_role = Role(self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider)
+        users = {}
+        for role, assume_role in ((plan.app, None), (plan.migrator, self.owner_role)):
+            users[role.name] = DatabaseUser(
+                self,
+                str(role.kind),
+                role=role,
+                secret=plan.secret_for(role.name),
+                region=plan.region,
+                assume_role=assume_role,
+                postgresql_provider=postgresql_provider,
+                aws_provider=aws_provider,
+                random_provider=random_provider,
+            )
+        self.app: DatabaseUser = users[plan.app.name]
+        self.migrator: DatabaseUser = users[plan.migrator.name]
+        roles: dict[str, str] = {
+            plan.owner.name: self.owner_role.name,
+            plan.reader.name: self.reader_role.name,
+            **{name: user.name for name, user in users.items()},
+            p.PUBLIC: p.PUBLIC,
+        }
+
+        self.database = Database(
+            self,
+            "database",
+            name=plan.database.name,
+            owner=self.owner_role.name,
+            connection_limit=plan.database.connection_limit,
+            provider=postgresql_provider,
+        )
+        self.schema = Schema(
+            self,
+            "schema",
+            name=plan.schema.name,
+            database=self.database.name,
+            owner=self.owner_role.name,
+            provider=postgresql_provider,
+        )
+
+        kinds = {role.name: str(role.kind) for role in plan.roles} | {p.PUBLIC: p.PUBLIC}
+        memberships = Construct(self, "memberships")
+        for membership in plan.memberships:
+            GrantRole(
+                memberships,
+                f"{kinds[membership.member]}_in_{kinds[membership.role]}",
+                role=roles[membership.member],
+                grant_role=roles[membership.role],
+                provider=postgresql_provider,
+            )
+
+        # The provider fails with "tuple concurrently updated" when two grants on one database
+        # run at once (cyrilgdn/terraform-provider-postgresql#178, #223, #425): chain them.
+        chained: list[TerraformResource] = []
+
+        def after_previous() -> list[TerraformResource] | None:
+            return chained[-1:] or None
+
+        def schema_name(name: str | None) -> str | None:
+            return self.schema.name if name == plan.schema.name else name
+
+        grants = Construct(self, "grants")
+        for grant in plan.grants:
+            chained.append(
+                Grant(
+                    grants,
+                    grant_id(grant, kinds[grant.grantee]),
+                    database=self.database.name,
+                    schema=schema_name(grant.schema),
+                    object_type=str(grant.object_type),
+                    role=roles[grant.grantee],
+                    privileges=list(grant.privileges),
+                    objects=list(grant.objects) or None,
+                    depends_on=after_previous(),
+                    provider=postgresql_provider,
+                )
+            )
+        defaults = Construct(self, "default_privileges")
+        for default in plan.default_privileges:
+            chained.append(
+                DefaultPrivileges(
+                    defaults,
+                    f"{default.object_type}_{kinds[default.grantee]}",
+                    database=self.database.name,
+                    schema=schema_name(default.schema),
+                    owner=roles[default.owner],
+                    object_type=str(default.object_type),
+                    role=roles[default.grantee],
+                    privileges=list(default.privileges),
+                    depends_on=after_previous(),
+                    provider=postgresql_provider,
+                )
+            )
+        extensions = Construct(self, "extensions")
+        for extension in plan.extensions:
+            chained.append(
+                Extension(
+                    extensions,
+                    extension.name.replace("-", "_"),
+                    name=extension.name,
+                    database=self.database.name,
+                    schema=schema_name(extension.schema),
+                    depends_on=after_previous(),
+                    provider=postgresql_provider,
+                )
+            )
+
+    @property
+    def database_name(self) -> str:
+        return self.database.name
+
+    @property
+    def schema_name(self) -> str:
+        return self.schema.name
+
+    @property
+    def secret_arn(self) -> str:
+        """The app user's secret."""
+        return self.app.secret_arn
+
+    @property
+    def ecs_secrets(self) -> list[dict[str, str]]:
+        """The app user's container `secrets` entries."""
+        return self.app.ecs_secrets
+
+    def grant_read(self, consumer: "ServiceDatabase") -> GrantRole:
+        """Let `consumer`'s app user read this service's tables: membership of the reader role."""
+        if self._readers is None:
+            self._readers = Construct(self, "readers")
+        return GrantRole(
+            self._readers,
+            consumer.plan.service,
+            role=consumer.app.name,
+            grant_role=self.reader_role.name,
+            provider=self._postgresql_provider,
+        )
+
+
+def grant_id(grant: p.Grant, grantee: str) -> str:
+    """`<object type>_<grantee kind>`; grants in the `public` schema start with `public_`."""
+    prefix = "public_" if grant.schema == p.PUBLIC else ""
+    return f"{prefix}{grant.object_type}_{grantee}"
+
+
+class ServiceDatabases(Construct):
+    """Every service of a plan, with the cross-service reads between them."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        plan: p.Plan,
+        postgresql_provider: TerraformProvider | None = None,
+        aws_provider: TerraformProvider | None = None,
+        random_provider: TerraformProvider | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.services: Mapping[str, ServiceDatabase] = {
+            service.service: ServiceDatabase(
+                self,
+                service.service,
+                plan=service,
+                postgresql_provider=postgresql_provider,
+                aws_provider=aws_provider,
+                random_provider=random_provider,
+            )
+            for service in plan.services
+        }
+        by_reader = {s.plan.reader.name: s for s in self.services.values()}
+        by_app = {s.plan.app.name: s for s in self.services.values()}
+        self.reads: Sequence[GrantRole] = [
+            by_reader[read.role].grant_read(by_app[read.member]) for read in plan.reads
+        ]

@@ -1,0 +1,395 @@
+"""The wanted state: pure values computed from validated declarations.
+
+Every adapter (the cdktf construct today; SQL and inspection later) renders from these values,
+so the Terraform resources and the SQL can never disagree. Nothing here imports cdktf.
+
+A `Grant` is authoritative, as the postgresql provider's `postgresql_grant` is: the grantee holds
+exactly `privileges` on the objects, so a Grant with no privileges is a REVOKE of everything.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from servicedb.spec import Environment, Service
+
+PUBLIC = "public"
+"""The pseudo-role every role belongs to; also the name of the default schema."""
+
+WRITE_PRIVILEGES = {
+    "table": frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"}),
+    "sequence": frozenset({"USAGE", "UPDATE"}),  # USAGE allows nextval()
+}
+
+TABLE_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
+SEQUENCE_DML = ("USAGE", "SELECT", "UPDATE")
+
+DATABASE_ADMIN_RESERVE = 3
+"""Connections a service's database keeps beyond its users' limits, for operators."""
+
+
+class ObjectType(StrEnum):
+    DATABASE = "database"
+    SCHEMA = "schema"
+    TABLE = "table"
+    SEQUENCE = "sequence"
+
+
+class RoleKind(StrEnum):
+    OWNER = "owner"
+    """NOLOGIN; owns the database, the schema and every table in it. The DDL role."""
+    APP = "app"
+    """LOGIN; reads and writes the service's tables (DML only)."""
+    MIGRATOR = "migrator"
+    """LOGIN, NOINHERIT; becomes the owner at login, so everything it creates is the owner's."""
+    READER = "reader"
+    """NOLOGIN; SELECT on the service's tables, granted to other services' app users."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Role:
+    name: str
+    kind: RoleKind
+    login: bool
+    inherit: bool = True
+    connection_limit: int = -1
+    statement_timeout_ms: int | None = None
+    idle_in_transaction_timeout_ms: int | None = None
+    search_path: tuple[str, ...] = ()
+    assume_role: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Database:
+    name: str
+    owner: str
+    connection_limit: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Schema:
+    database: str
+    name: str
+    owner: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Grant:
+    """`grantee` holds exactly `privileges` on `objects` (all of them when empty)."""
+
+    database: str
+    schema: str | None
+    object_type: ObjectType
+    grantee: str
+    privileges: tuple[str, ...]
+    objects: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        target = {
+            ObjectType.DATABASE: f"database {self.database}",
+            ObjectType.SCHEMA: f"schema {self.database}.{self.schema}",
+            ObjectType.TABLE: f"tables in {self.database}.{self.schema}",
+            ObjectType.SEQUENCE: f"sequences in {self.database}.{self.schema}",
+        }[self.object_type]
+        if not self.privileges:
+            return f"{self.grantee} holds nothing on {target}"
+        return f"{self.grantee} holds {', '.join(self.privileges)} on {target}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DefaultPrivilege:
+    """What `grantee` gets on objects that `owner` creates later in the schema."""
+
+    database: str
+    schema: str
+    owner: str
+    object_type: ObjectType
+    grantee: str
+    privileges: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Membership:
+    """`member` is granted `role`."""
+
+    member: str
+    role: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Extension:
+    database: str
+    schema: str
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Secret:
+    """A Secrets Manager secret in the RDS JSON shape; its password is generated at deploy."""
+
+    name: str
+    username: str
+    database: str
+    host: str
+    port: int
+    cluster_identifier: str
+    kms_key_arn: str | None
+    recovery_window_days: int
+    password_length: int
+    reader_role: str
+    """Name of the one IAM role (an ECS task execution role) allowed to read it."""
+
+    @property
+    def fields(self) -> dict[str, str | int]:
+        """Every key of the secret's JSON but the password, in the RDS shape."""
+        return {
+            "engine": "postgres",
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "username": self.username,
+            "dbClusterIdentifier": self.cluster_identifier,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServicePlan:
+    service: str
+    database: Database
+    schema: Schema
+    owner: Role
+    app: Role
+    migrator: Role
+    reader: Role
+    grants: tuple[Grant, ...]
+    default_privileges: tuple[DefaultPrivilege, ...]
+    memberships: tuple[Membership, ...]
+    extensions: tuple[Extension, ...]
+    secrets: tuple[Secret, ...]
+    """One per login user: the app user's first, then the migrator's."""
+    region: str
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        return (self.owner, self.app, self.migrator, self.reader)
+
+    @property
+    def login_users(self) -> tuple[Role, ...]:
+        return tuple(role for role in self.roles if role.login)
+
+    def secret_for(self, username: str) -> Secret:
+        return next(secret for secret in self.secrets if secret.username == username)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Plan:
+    environment: Environment
+    services: tuple[ServicePlan, ...]
+    reads: tuple[Membership, ...]
+    """Cross-service read access: a consumer's app user is granted a producer's reader role."""
+
+    def service(self, name: str) -> ServicePlan:
+        for service in self.services:
+            if service.service == name:
+                return service
+        raise KeyError(name)
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        return tuple(grant for service in self.services for grant in service.grants)
+
+    @property
+    def memberships(self) -> tuple[Membership, ...]:
+        return tuple(m for service in self.services for m in service.memberships) + self.reads
+
+
+def role_name(service: str, kind: RoleKind) -> str:
+    return f"{service}_{kind}"
+
+
+def plan_service(service: Service, environment: Environment, *, consumers: Iterable[Service] = ()) -> ServicePlan:
+    """The wanted state of one service; `consumers` are the services that read it."""
+    name = service.name
+    owner = Role(name=role_name(name, RoleKind.OWNER), kind=RoleKind.OWNER, login=False)
+    app = Role(
+        name=role_name(name, RoleKind.APP),
+        kind=RoleKind.APP,
+        login=True,
+        connection_limit=service.connection_limit,
+        statement_timeout_ms=service.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=service.idle_in_transaction_timeout_ms,
+        search_path=(name,),
+    )
+    migrator = Role(
+        name=role_name(name, RoleKind.MIGRATOR),
+        kind=RoleKind.MIGRATOR,
+        login=True,
+        inherit=False,
+        connection_limit=service.migrator_connection_limit,
+        statement_timeout_ms=service.migration_statement_timeout_ms,
+        search_path=(name,),
+        assume_role=owner.name,
+    )
+    reader = Role(name=role_name(name, RoleKind.READER), kind=RoleKind.READER, login=False)
+
+    consumer_connections = sum(consumer.connection_limit for consumer in consumers)
+    database = Database(
+        name=name,
+        owner=owner.name,
+        connection_limit=(
+            service.connection_limit
+            + service.migrator_connection_limit
+            + consumer_connections
+            + DATABASE_ADMIN_RESERVE
+        ),
+    )
+    schema = Schema(database=name, name=name, owner=owner.name)
+
+    def on_database(grantee: str, *privileges: str) -> Grant:
+        return Grant(database=name, schema=None, object_type=ObjectType.DATABASE, grantee=grantee, privileges=privileges)
+
+    def on_schema(schema_name: str, grantee: str, *privileges: str) -> Grant:
+        return Grant(
+            database=name, schema=schema_name, object_type=ObjectType.SCHEMA, grantee=grantee, privileges=privileges
+        )
+
+    def on_all(object_type: ObjectType, grantee: str, privileges: tuple[str, ...]) -> Grant:
+        return Grant(database=name, schema=name, object_type=object_type, grantee=grantee, privileges=privileges)
+
+    def later(object_type: ObjectType, grantee: str, privileges: tuple[str, ...]) -> DefaultPrivilege:
+        return DefaultPrivilege(
+            database=name,
+            schema=name,
+            owner=owner.name,
+            object_type=object_type,
+            grantee=grantee,
+            privileges=privileges,
+        )
+
+    grants = (
+        # REVOKE ALL ON DATABASE ... FROM PUBLIC: no CONNECT, no TEMPORARY for anyone undeclared.
+        on_database(PUBLIC),
+        # REVOKE CREATE ON SCHEMA public FROM PUBLIC (PostgreSQL < 15 grants it by default).
+        on_schema(PUBLIC, PUBLIC, "USAGE"),
+        on_database(app.name, "CONNECT"),
+        on_database(migrator.name, "CONNECT"),
+        on_database(reader.name, "CONNECT"),
+        on_schema(name, app.name, "USAGE"),
+        on_schema(name, migrator.name, "USAGE"),
+        on_schema(name, reader.name, "USAGE"),
+        on_all(ObjectType.TABLE, app.name, TABLE_DML),
+        on_all(ObjectType.SEQUENCE, app.name, SEQUENCE_DML),
+        on_all(ObjectType.TABLE, reader.name, ("SELECT",)),
+        on_all(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
+    )
+    default_privileges = (
+        later(ObjectType.TABLE, app.name, TABLE_DML),
+        later(ObjectType.SEQUENCE, app.name, SEQUENCE_DML),
+        later(ObjectType.TABLE, reader.name, ("SELECT",)),
+        later(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
+    )
+
+    def secret(user: Role, reader_role: str) -> Secret:
+        return Secret(
+            name=f"{environment.secret_prefix}{name}/{user.kind}",
+            username=user.name,
+            database=name,
+            host=environment.endpoint,
+            port=environment.port,
+            cluster_identifier=environment.cluster_identifier,
+            kms_key_arn=environment.kms_key_arn,
+            recovery_window_days=environment.secret_recovery_window_days,
+            password_length=environment.password_length,
+            reader_role=reader_role,
+        )
+
+    return ServicePlan(
+        service=name,
+        database=database,
+        schema=schema,
+        owner=owner,
+        app=app,
+        migrator=migrator,
+        reader=reader,
+        grants=grants,
+        default_privileges=default_privileges,
+        memberships=(Membership(member=migrator.name, role=owner.name),),
+        extensions=tuple(Extension(database=name, schema=name, name=e) for e in service.extensions),
+        secrets=(
+            secret(app, environment.execution_role_for(service)),
+            secret(migrator, environment.migration_execution_role_for(service)),
+        ),
+        region=environment.region,
+    )
+
+
+def plan(services: Iterable[Service], environment: Environment) -> Plan:
+    """The wanted state of all services in one environment; the declarations must be valid."""
+    services = tuple(services)
+    consumers = {
+        service.name: tuple(s for s in services if any(read.service == service.name for read in s.reads))
+        for service in services
+    }
+    result = Plan(
+        environment=environment,
+        services=tuple(plan_service(s, environment, consumers=consumers[s.name]) for s in services),
+        reads=tuple(
+            Membership(member=role_name(s.name, RoleKind.APP), role=role_name(read.service, RoleKind.READER))
+            for s in services
+            for read in s.reads
+        ),
+    )
+    check_invariants(result)
+    return result
+
+
+def writes(grant: Grant | DefaultPrivilege) -> bool:
+    """Whether the grant lets its grantee change data (rows or sequence values)."""
+    return bool(WRITE_PRIVILEGES.get(grant.object_type, frozenset()) & set(grant.privileges))
+
+
+class PlanInvariantError(AssertionError):
+    """The plan breaks an isolation rule. Declarations cannot cause this; it is a bug."""
+
+
+def check_invariants(wanted: Plan) -> None:
+    """Isolation rules every plan must hold, whatever the declarations were.
+
+    - PUBLIC holds nothing on a service's database, schema or tables, and only USAGE on `public`;
+    - a table or sequence is written only by roles of the service that owns it, directly, by
+      default privileges, or through membership of a role that can write;
+    - a role is granted another service's role only if that role is the other's reader;
+    - every login user has exactly one secret, readable by exactly one IAM role.
+    """
+    problems = []
+    service_of = {role.name: s.service for s in wanted.services for role in s.roles}
+    writers = {grant.grantee for grant in wanted.grants if writes(grant)}
+
+    for grant in wanted.grants:
+        if grant.grantee == PUBLIC:
+            allowed = ("USAGE",) if (grant.object_type, grant.schema) == (ObjectType.SCHEMA, PUBLIC) else ()
+            if set(grant.privileges) - set(allowed):
+                problems.append(f"PUBLIC is granted {grant.privileges} ({grant.description})")
+        elif writes(grant) and service_of.get(grant.grantee) != grant.database:
+            problems.append(f"a second writer: {grant.description}")
+
+    for service in wanted.services:
+        for default in service.default_privileges:
+            if default.grantee == PUBLIC or (writes(default) and service_of.get(default.grantee) != default.database):
+                problems.append(f"default privileges let {default.grantee} write {default.database}.{default.schema}")
+        for user in service.login_users:
+            secrets = [secret for secret in service.secrets if secret.username == user.name]
+            if len(secrets) != 1:
+                problems.append(f"login user {user.name} has {len(secrets)} secrets, not 1")
+
+    for membership in wanted.memberships:
+        granted_from, member_of = service_of.get(membership.role), service_of.get(membership.member)
+        if granted_from != member_of:
+            if membership.role != role_name(granted_from or "", RoleKind.READER):
+                problems.append(f"{membership.member} is granted {membership.role}, which is not a reader role")
+            elif membership.role in writers:
+                problems.append(f"{membership.member} can write {granted_from} through {membership.role}")
+
+    if problems:
+        raise PlanInvariantError("the plan breaks isolation:\n  " + "\n  ".join(problems))

@@ -1,0 +1,413 @@
+"""What a DevOps engineer declares: services and environments, and the rules they must follow.
+
+Nothing here imports cdktf. `validate` checks every declaration against every rule and raises a
+single `DeclarationError` listing all problems, so nothing is built from a bad declaration.
+"""
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from servicedb.errors import DeclarationError, Problem
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# The longest role suffix is "_migrator"; PostgreSQL truncates identifiers at 63 bytes, and a
+# truncated role name could collide with another service's.
+LONGEST_ROLE_SUFFIX = "_migrator"
+MAX_SERVICE_NAME_LENGTH = 63 - len(LONGEST_ROLE_SUFFIX)
+
+RESERVED_PREFIXES = ("pg_", "rds", "aws_")
+RESERVED_NAMES = frozenset(
+    {"postgres", "public", "template0", "template1", "information_schema", "admin", "root"}
+)
+
+EXTENSION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+IAM_ROLE_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{1,64}$")
+ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+SECRET_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+KMS_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$")
+SECRET_PREFIX_PATTERN = re.compile(r"^[\w/+=.@-]*$")
+VERSION_PATTERN = re.compile(r"^\d+(\.\d+)?$")
+HOST_PATTERN = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$")
+
+MIN_PASSWORD_LENGTH = 32
+MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
+MAX_CONNECTION_LIMIT = 5000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reads:
+    """Read-only access to another service's schema: SELECT on its tables, never a write."""
+
+    service: str
+    """Name of the service whose data is read."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Service:
+    """One ECS service and the database access it gets.
+
+    Per service: a database and a schema named after it, a NOLOGIN owner role that owns them
+    (DDL), an app user (DML only), a migrator user (runs as the owner), a NOLOGIN reader role
+    for services that declare `Reads` of this one, and one Secrets Manager secret per login user.
+    """
+
+    name: str
+    """Service, database and schema name; role names add `_owner`, `_app`, `_migrator`, `_reader`."""
+
+    reads: tuple[Reads, ...] = ()
+    """Other services whose schema this service's app user may read. @default - none."""
+
+    connection_limit: int = 10
+    """Connections the app user may open. @default - 10."""
+
+    migrator_connection_limit: int = 2
+    """Connections the migrator user may open. @default - 2."""
+
+    statement_timeout_ms: int = 30_000
+    """The app user's `statement_timeout`; 0 disables it. @default - 30 s."""
+
+    idle_in_transaction_timeout_ms: int = 60_000
+    """The app user's `idle_in_transaction_session_timeout`; 0 disables it. @default - 60 s."""
+
+    migration_statement_timeout_ms: int = 900_000
+    """The migrator user's `statement_timeout`; 0 disables it. @default - 15 min."""
+
+    execution_role: str | None = None
+    """Name of the ECS task execution role that may read the app user's secret.
+
+    @default - the environment's `execution_role_format`, e.g. `prod-orders-execution`.
+    """
+
+    migration_execution_role: str | None = None
+    """Name of the ECS task execution role that may read the migrator user's secret.
+
+    @default - the same role as `execution_role`.
+    """
+
+    extensions: tuple[str, ...] = ()
+    """Extensions created in the service's schema, e.g. `("pgcrypto",)`. @default - none."""
+
+    def __post_init__(self) -> None:
+        # A list where a tuple is meant is an easy slip in a declaration; accept it.
+        for name in ("reads", "extensions"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Environment:
+    """One Aurora PostgreSQL cluster the services are deployed to (dev, prod, ...)."""
+
+    name: str
+    """Environment name; the stack is `<name>-database-access`."""
+
+    region: str
+    """AWS region of the cluster, e.g. `eu-west-1`."""
+
+    account_id: str
+    """12-digit AWS account id; the AWS provider refuses to run against any other."""
+
+    cluster_identifier: str
+    """The Aurora cluster identifier, stored in each secret as `dbClusterIdentifier`."""
+
+    endpoint: str
+    """The cluster's writer endpoint, reachable from the operator host."""
+
+    master_secret_arn: str
+    """ARN of the Secrets Manager secret holding the master user's `username` and `password`."""
+
+    engine_version: str
+    """The PostgreSQL major.minor the cluster runs, e.g. `16.4` (the provider's expected version)."""
+
+    port: int = 5432
+    """The cluster's port. @default - 5432."""
+
+    kms_key_arn: str | None = None
+    """Customer managed KMS key for the secrets. @default - the AWS managed key `aws/secretsmanager`."""
+
+    secret_name_prefix: str | None = None
+    """Prefix of every secret's name. @default - `servicedb/<name>/`."""
+
+    secret_recovery_window_days: int = 7
+    """Days a deleted secret can still be restored (0 deletes at once). @default - 7."""
+
+    execution_role_format: str = "{env}-{service}-execution"
+    """How a service's execution role is named when it does not say. @default - `{env}-{service}-execution`."""
+
+    password_length: int = 40
+    """Length of each generated password. @default - 40."""
+
+    connect_timeout_seconds: int = 15
+    """The postgresql provider's connect timeout. @default - 15."""
+
+    max_connections: int | None = None
+    """The cluster's connection budget for the services' users. @default - not checked."""
+
+    state_bucket: str | None = None
+    """S3 bucket for the Terraform state, encrypted and locked. @default - a local state file."""
+
+    tags: tuple[tuple[str, str], ...] = field(default=())
+    """Tags on every AWS resource, as pairs. @default - none."""
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.name}-database-access"
+
+    @property
+    def secret_prefix(self) -> str:
+        if self.secret_name_prefix is not None:
+            return self.secret_name_prefix
+        return f"servicedb/{self.name}/"
+
+    def execution_role_for(self, service: Service) -> str:
+        if service.execution_role is not None:
+            return service.execution_role
+        return self.execution_role_format.format(env=self.name, service=service.name)
+
+    def migration_execution_role_for(self, service: Service) -> str:
+        if service.migration_execution_role is not None:
+            return service.migration_execution_role
+        return self.execution_role_for(service)
+
+
+def subject(service: Service) -> str:
+    return f"Service(name={service.name!r})"
+
+
+def check_name(name: object, *, what: str) -> str | None:
+    """Why `name` cannot name a service (database, schema and role prefix), or None."""
+    if not isinstance(name, str):
+        return f"must be a string, got {name!r}"
+    if not NAME_PATTERN.match(name):
+        hint = " (use lowercase)" if name.lower() != name and NAME_PATTERN.match(name.lower()) else ""
+        return f"must match {NAME_PATTERN.pattern}, got {name!r}{hint}"
+    if len(name) > MAX_SERVICE_NAME_LENGTH:
+        return (
+            f"must be at most {MAX_SERVICE_NAME_LENGTH} characters so that "
+            f"'{name}{LONGEST_ROLE_SUFFIX}' fits PostgreSQL's 63, got {len(name)}"
+        )
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        return (
+            f"{name!r} is reserved by PostgreSQL or RDS (reserved: {', '.join(sorted(RESERVED_NAMES))}"
+            f" and names starting with {', '.join(RESERVED_PREFIXES)}); choose another {what}"
+        )
+    return None
+
+
+def check_int(value: object, *, low: int, high: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be a whole number, got {value!r}"
+    if not low <= value <= high:
+        return f"must be between {low} and {high}, got {value}"
+    return None
+
+
+def service_problems(service: object, *, source: str) -> list[Problem]:
+    """Problems of one service on its own, without looking at the others."""
+    if not isinstance(service, Service):
+        return [
+            Problem(
+                source=source,
+                subject="SERVICE",
+                at="",
+                message=f"must be a servicedb.Service(...), got {type(service).__name__}",
+            )
+        ]
+
+    problems = []
+
+    def add(at: str, message: str | None) -> None:
+        if message:
+            problems.append(Problem(source=source, subject=subject(service), at=at, message=message))
+
+    add("name", check_name(service.name, what="service name"))
+    limits = {
+        "connection_limit": (1, MAX_CONNECTION_LIMIT),
+        "migrator_connection_limit": (1, MAX_CONNECTION_LIMIT),
+        "statement_timeout_ms": (0, MAX_TIMEOUT_MS),
+        "idle_in_transaction_timeout_ms": (0, MAX_TIMEOUT_MS),
+        "migration_statement_timeout_ms": (0, MAX_TIMEOUT_MS),
+    }
+    for name, (low, high) in limits.items():
+        add(name, check_int(getattr(service, name), low=low, high=high))
+
+    if not isinstance(service.reads, tuple):
+        add("reads", f"must be a tuple of Reads(service=...), got {service.reads!r}")
+    else:
+        for index, read in enumerate(service.reads):
+            if not isinstance(read, Reads):
+                add(f"reads[{index}]", f"must be Reads(service=...), got {read!r}")
+
+    for name in ("execution_role", "migration_execution_role"):
+        role = getattr(service, name)
+        if role is not None and not (isinstance(role, str) and IAM_ROLE_NAME_PATTERN.match(role)):
+            add(name, f"must be an IAM role name (not an ARN) matching {IAM_ROLE_NAME_PATTERN.pattern}, got {role!r}")
+
+    if not isinstance(service.extensions, tuple):
+        add("extensions", f"must be a tuple of extension names, got {service.extensions!r}")
+    else:
+        for index, extension in enumerate(service.extensions):
+            if not (isinstance(extension, str) and EXTENSION_PATTERN.match(extension)):
+                add(f"extensions[{index}]", f"must be an extension name like 'pgcrypto', got {extension!r}")
+        for extension in sorted({e for e in service.extensions if service.extensions.count(e) > 1}):
+            add("extensions", f"{extension!r} is listed more than once")
+    return problems
+
+
+def cross_service_problems(services: Mapping[str, Service], sources: Mapping[str, str]) -> list[Problem]:
+    """Problems that need all services: reads of unknown services or of oneself."""
+    problems = []
+    declared = ", ".join(sorted(services))
+    for service in services.values():
+        if not isinstance(service.reads, tuple):
+            continue
+        seen = set()
+        for index, read in enumerate(service.reads):
+            if not isinstance(read, Reads):
+                continue
+            at = f"reads[{index}].service"
+
+            def add(message: str) -> None:
+                problems.append(
+                    Problem(source=sources[service.name], subject=subject(service), at=at, message=message)
+                )
+
+            if read.service == service.name:
+                add(f"a service cannot read itself; its app user already reads and writes {service.name!r}")
+            elif read.service not in services:
+                add(f"no service named {read.service!r} (declared: {declared})")
+            elif read.service in seen:
+                add(f"{read.service!r} is read more than once; list it once")
+            seen.add(read.service)
+    return problems
+
+
+def environment_problems(environment: Environment, *, source: str) -> list[Problem]:
+    """Problems of one environment on its own."""
+    problems = []
+    where = f"[{environment.name}]"
+
+    def add(at: str, message: str | None) -> None:
+        if message:
+            problems.append(Problem(source=source, subject=where, at=at, message=message))
+
+    def check_pattern(at: str, pattern: re.Pattern[str], example: str) -> None:
+        value = getattr(environment, at)
+        if not (isinstance(value, str) and pattern.match(value)):
+            add(at, f"must look like {example!r}, got {value!r}")
+
+    if not (isinstance(environment.name, str) and re.match(r"^[a-z][a-z0-9-]{0,30}$", environment.name)):
+        add("name", f"must match ^[a-z][a-z0-9-]{{0,30}}$, got {environment.name!r}")
+    check_pattern("region", REGION_PATTERN, "eu-west-1")
+    check_pattern("account_id", ACCOUNT_PATTERN, "123456789012")
+    check_pattern("endpoint", HOST_PATTERN, "main.cluster-abc123.eu-west-1.rds.amazonaws.com")
+    check_pattern("cluster_identifier", re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"), "main")
+    check_pattern(
+        "master_secret_arn", SECRET_ARN_PATTERN, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-..."
+    )
+    check_pattern("engine_version", VERSION_PATTERN, "16.4")
+    if environment.kms_key_arn is not None:
+        check_pattern("kms_key_arn", KMS_ARN_PATTERN, "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-...")
+    if environment.secret_name_prefix is not None:
+        check_pattern("secret_name_prefix", SECRET_PREFIX_PATTERN, "servicedb/prod/")
+    add("port", check_int(environment.port, low=1, high=65535))
+    window = environment.secret_recovery_window_days
+    if check_int(window, low=0, high=30) or window in range(1, 7):
+        add("secret_recovery_window_days", f"must be 0 or between 7 and 30 (Secrets Manager's rule), got {window!r}")
+    add("password_length", check_int(environment.password_length, low=MIN_PASSWORD_LENGTH, high=128))
+    add("connect_timeout_seconds", check_int(environment.connect_timeout_seconds, low=1, high=300))
+    if environment.max_connections is not None:
+        add("max_connections", check_int(environment.max_connections, low=1, high=262_143))
+    try:
+        environment.execution_role_format.format(env="env", service="service")
+    except (KeyError, IndexError, ValueError, AttributeError) as error:
+        add(
+            "execution_role_format",
+            f"may use only {{env}} and {{service}}, got {environment.execution_role_format!r} ({error!r})",
+        )
+    return problems
+
+
+def budget_problems(environment: Environment, services: Iterable[Service], *, source: str) -> list[Problem]:
+    """The services' connection limits must fit the environment's budget, when it has one."""
+    if environment.max_connections is None:
+        return []
+    services = list(services)
+    wanted = sum(s.connection_limit + s.migrator_connection_limit for s in services)
+    if wanted <= environment.max_connections:
+        return []
+    biggest = sorted(services, key=lambda s: -(s.connection_limit + s.migrator_connection_limit))[:3]
+    top = ", ".join(f"{s.name}={s.connection_limit}+{s.migrator_connection_limit}" for s in biggest)
+    return [
+        Problem(
+            source=source,
+            subject=f"[{environment.name}]",
+            at="max_connections",
+            message=(
+                f"the services' connection limits add up to {wanted}, above the budget of "
+                f"{environment.max_connections} (largest: {top}); lower connection_limit on some "
+                f"services or raise max_connections"
+            ),
+        )
+    ]
+
+
+def validate(
+    services: Iterable[tuple[Service, str]],
+    environments: Iterable[tuple[Environment, str]],
+) -> None:
+    """Check every declaration, each paired with the file it came from; raise once if anything is wrong."""
+    problems = find_problems(services, environments)
+    if problems:
+        raise DeclarationError(problems)
+
+
+def find_problems(
+    services: Iterable[tuple[Service, str]],
+    environments: Iterable[tuple[Environment, str]],
+) -> list[Problem]:
+    """Every problem of every declaration, each paired with the file it came from."""
+    services = list(services)
+    environments = list(environments)
+    problems: list[Problem] = []
+
+    by_name: dict[str, Service] = {}
+    sources: dict[str, str] = {}
+    for service, source in services:
+        own = service_problems(service, source=source)
+        problems += own
+        if not isinstance(service, Service) or not isinstance(service.name, str):
+            continue
+        if service.name in by_name:
+            problems.append(
+                Problem(
+                    source=source,
+                    subject=subject(service),
+                    at="name",
+                    message=f"{service.name!r} is already declared in {sources[service.name]}; rename one of them",
+                )
+            )
+            continue
+        by_name[service.name] = service
+        sources[service.name] = source
+    problems += cross_service_problems(by_name, sources)
+
+    seen_environments: dict[str, str] = {}
+    for environment, source in environments:
+        problems += environment_problems(environment, source=source)
+        if environment.name in seen_environments:
+            problems.append(
+                Problem(
+                    source=source,
+                    subject=f"[{environment.name}]",
+                    at="",
+                    message=f"environment {environment.name!r} is declared twice",
+                )
+            )
+        seen_environments[environment.name] = source
+        problems += budget_problems(environment, by_name.values(), source=source)
+    return problems
