@@ -6,6 +6,7 @@ first use, so a declaration file imports in milliseconds.
 """
 
 from servicedb.errors import DeclarationError, Problem
+from servicedb.plan import Plan, ServicePlan, plan_service, plan_services
 from servicedb.spec import Environment, Reads, Service
 
 __all__ = [
@@ -13,11 +14,15 @@ __all__ = [
     "DatabaseUser",
     "DeclarationError",
     "Environment",
+    "Plan",
     "Problem",
     "Reads",
     "Service",
     "ServiceDatabase",
     "ServiceDatabases",
+    "ServicePlan",
+    "plan_service",
+    "plan_services",
 ]
 
 _CONSTRUCTS = {

@@ -7,7 +7,7 @@ from cdktf import App
 
 from servicedb.errors import DeclarationError
 from servicedb.load import Declarations, load_declarations
-from servicedb.plan import plan
+from servicedb.plan import plan_services
 from servicedb.stack import DatabaseAccessStack
 
 
@@ -15,7 +15,7 @@ def build_app(declarations: Declarations, app: App | None = None) -> App:
     """Add one `<env>-database-access` stack per environment to `app` (a new App by default)."""
     app = app or App()
     for environment in declarations.environments:
-        DatabaseAccessStack(app, plan=plan(declarations.services, environment))
+        DatabaseAccessStack(app, plan=plan_services(declarations.services, environment))
     return app
 
 

@@ -137,6 +137,7 @@ def load_environments(path: Path) -> tuple[list[tuple[Environment, str]], list[P
 
 ENVIRONMENT_FIELDS = {f.name: f for f in fields(Environment) if f.name != "name"}
 ENVIRONMENT_TYPES = typing.get_type_hints(Environment)
+TYPE_NAMES = {str: "a string", int: "a whole number"}
 
 
 def environment_from_table(name: str, table: object, *, source: str) -> tuple[Environment | None, list[Problem]]:
@@ -168,7 +169,7 @@ def environment_from_table(name: str, table: object, *, source: str) -> tuple[En
                         source=source,
                         subject=subject,
                         at=key,
-                        message=f"must be a {expected.__name__}, got {value!r}",
+                        message=f"must be {TYPE_NAMES[expected]}, got {value!r}",
                     )
                 )
                 continue

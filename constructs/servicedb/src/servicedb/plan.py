@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from servicedb.spec import Environment, Service
+from servicedb.errors import DeclarationError
+from servicedb.spec import Environment, Service, environment_problems, service_problems, validate
+
+DECLARED_IN_CODE = "<declared in code>"
 
 PUBLIC = "public"
 """The pseudo-role every role belongs to; also the name of the default schema."""
@@ -209,7 +212,15 @@ def role_name(service: str, kind: RoleKind) -> str:
 
 
 def plan_service(service: Service, environment: Environment, *, consumers: Iterable[Service] = ()) -> ServicePlan:
-    """The wanted state of one service; `consumers` are the services that read it."""
+    """The wanted state of one service; `consumers` are the services that read it.
+
+    Raises `DeclarationError` when the service or the environment is invalid. Reads of other
+    services become memberships only through `plan_services`, which sees all of them.
+    """
+    problems = service_problems(service, source=DECLARED_IN_CODE)
+    problems += environment_problems(environment, source=DECLARED_IN_CODE)
+    if problems:
+        raise DeclarationError(problems)
     name = service.name
     owner = Role(name=role_name(name, RoleKind.OWNER), kind=RoleKind.OWNER, login=False)
     app = Role(
@@ -324,9 +335,10 @@ def plan_service(service: Service, environment: Environment, *, consumers: Itera
     )
 
 
-def plan(services: Iterable[Service], environment: Environment) -> Plan:
-    """The wanted state of all services in one environment; the declarations must be valid."""
+def plan_services(services: Iterable[Service], environment: Environment) -> Plan:
+    """The wanted state of all services in one environment; raises `DeclarationError` if invalid."""
     services = tuple(services)
+    validate([(s, DECLARED_IN_CODE) for s in services], [(environment, DECLARED_IN_CODE)])
     consumers = {
         service.name: tuple(s for s in services if any(read.service == service.name for read in s.reads))
         for service in services

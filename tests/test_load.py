@@ -1,0 +1,153 @@
+"""Reading services/*.py and environments.toml: every file problem is reported with its file."""
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from servicedb.errors import DeclarationError
+from servicedb.load import load_declarations, load_environments, load_services
+
+ENVIRONMENT = """
+[dev]
+region = "eu-west-1"
+account_id = "111111111111"
+cluster_identifier = "dev-main"
+endpoint = "dev-main.cluster-x.eu-west-1.rds.amazonaws.com"
+engine_version = "16.4"
+master_secret_arn = "arn:aws:secretsmanager:eu-west-1:111111111111:secret:rds!cluster-x-AbCdEf"
+"""
+
+
+def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(textwrap.dedent(text))
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """Sources are shown relative to the working directory, as a user would type them."""
+    monkeypatch.chdir(tmp_path)
+
+
+def test_loads_the_repositorys_declarations(declarations):
+    assert [s.name for s in declarations.services] == ["billing", "catalog", "orders", "shipping"]
+    assert [e.name for e in declarations.environments] == ["dev", "prod"]
+    assert declarations.environment("prod").kms_key_arn.startswith("arn:aws:kms:")
+    assert declarations.environment("dev").tags == (("environment", "dev"), ("managed-by", "servicedb"))
+
+
+def test_skips_private_modules(tmp_path):
+    services_dir = write(
+        tmp_path / "services",
+        {
+            "_shared.py": "LIMIT = 5\n",
+            "orders.py": "from servicedb import Service\nSERVICE = Service(name='orders')\n",
+        },
+    )
+    services, problems = load_services(services_dir)
+    assert problems == []
+    assert [service.name for service, _ in services] == ["orders"]
+    assert [source for _, source in services] == [os.path.join("services", "orders.py")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("SERVICE = (\n", "module: is not valid Python: '(' was never closed at line 1"),
+        ("import not_a_module_here\n", "module: failed to import: ModuleNotFoundError: No module named 'not_a_module_here'"),
+        ("X = 1\n", "module: defines no SERVICE; add SERVICE = Service(name=...) (see services/orders.py)"),
+        (
+            "from servicedb import Service\nSERVICE = Service(name='billing')\n",
+            "Service(name='billing'): must equal the file name 'orders'; rename the file or the service",
+        ),
+    ],
+)
+def test_rejects_broken_service_files(tmp_path, text, expected):
+    services_dir = write(tmp_path / "services", {"orders.py": text})
+    _, problems = load_services(services_dir)
+    assert [f"{p.subject}: {p.message}" for p in problems] == [expected]
+    assert problems[0].source == os.path.join("services", "orders.py")
+
+
+def test_rejects_a_missing_services_directory(tmp_path):
+    _, [problem] = load_services(tmp_path / "nope")
+    assert problem.message == "does not exist; create it with one <name>.py per service"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('regon = "eu-west-1"\n', "at regon: unknown setting; did you mean 'region'?"),
+        ("port = \"5432\"\n", "at port: must be a whole number, got '5432'"),
+        ("kms_key_arn = 5\n", "at kms_key_arn: must be a string, got 5"),
+        ("max_connections = true\n", "at max_connections: must be a whole number, got True"),
+        ("[dev.tags]\nteam = 5\n", "at tags: must be a table of strings, got {'team': 5}"),
+    ],
+)
+def test_rejects_bad_environment_tables(tmp_path, extra, expected):
+    path = tmp_path / "environments.toml"
+    path.write_text(ENVIRONMENT + extra)
+    _, problems = load_environments(path)
+    assert [f"{p.subject} at {p.at}: {p.message}" for p in problems] == [f"[dev] {expected}"]
+
+
+def test_rejects_missing_required_settings(tmp_path):
+    path = tmp_path / "environments.toml"
+    path.write_text("[dev]\nregion = 'eu-west-1'\n")
+    _, problems = load_environments(path)
+    assert {p.at for p in problems} == {
+        "account_id",
+        "cluster_identifier",
+        "endpoint",
+        "master_secret_arn",
+        "engine_version",
+    }
+    assert {p.message for p in problems} == {"is required; add it to the table"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[dev\n", "is not valid TOML: "),
+        ("", "declares no environment; add a [dev] table"),
+    ],
+)
+def test_rejects_unreadable_environment_files(tmp_path, text, expected):
+    path = tmp_path / "environments.toml"
+    path.write_text(text)
+    _, [problem] = load_environments(path)
+    assert problem.message.startswith(expected)
+
+
+def test_reports_load_and_validation_problems_together(tmp_path):
+    services_dir = write(
+        tmp_path / "services",
+        {
+            "orders.py": """\
+                from servicedb import Reads, Service
+                SERVICE = Service(name="orders", reads=(Reads(service="biling"),), connection_limit=0)
+            """,
+            "broken.py": "SERVICE = (\n",
+        },
+    )
+    environments = tmp_path / "environments.toml"
+    environments.write_text(ENVIRONMENT.replace('"16.4"', '"sixteen"'))
+
+    with pytest.raises(DeclarationError) as raised:
+        load_declarations(services_dir, environments)
+
+    assert str(raised.value) == "\n".join(
+        [
+            "services/broken.py: module: 1 problem",
+            "  is not valid Python: '(' was never closed at line 1",
+            "services/orders.py: Service(name='orders'): 2 problems",
+            "  at connection_limit: must be between 1 and 5000, got 0",
+            "  at reads[0].service: no service named 'biling' (declared: orders)",
+            "environments.toml: [dev]: 1 problem",
+            "  at engine_version: must look like '16.4', got 'sixteen'",
+        ]
+    )
