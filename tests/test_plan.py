@@ -1,0 +1,217 @@
+"""The plan: which roles, grants, default privileges and secrets each service gets."""
+
+import dataclasses
+
+import pytest
+from factories import environment, reading
+
+from servicedb.errors import DeclarationError
+from servicedb.plan import (
+    PUBLIC,
+    DefaultPrivilege,
+    Grant,
+    Membership,
+    ObjectType,
+    PlanInvariantError,
+    check_invariants,
+    plan_service,
+    plan_services,
+)
+from servicedb.spec import Service
+
+
+@pytest.fixture
+def wanted():
+    return plan_services(
+        [reading("orders", "billing", connection_limit=20), reading("billing"), reading("shipping", "orders")],
+        environment(name="prod", kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab"),
+    )
+
+
+def holdings(service_plan) -> set[tuple[str, str | None, str, tuple[str, ...]]]:
+    return {(g.grantee, g.schema, g.object_type, g.privileges) for g in service_plan.grants}
+
+
+def test_each_service_gets_its_own_roles_database_and_schema(wanted):
+    orders = wanted.service("orders")
+    assert [(r.name, r.login) for r in orders.roles] == [
+        ("orders_owner", False),
+        ("orders_app", True),
+        ("orders_migrator", True),
+        ("orders_reader", False),
+    ]
+    assert (orders.database.name, orders.database.owner) == ("orders", "orders_owner")
+    assert (orders.schema.database, orders.schema.name, orders.schema.owner) == ("orders", "orders", "orders_owner")
+
+
+def test_app_user_gets_dml_only_and_its_limits(wanted):
+    orders = wanted.service("orders")
+    assert orders.app.connection_limit == 20
+    assert orders.app.statement_timeout_ms == 30_000
+    assert orders.app.idle_in_transaction_timeout_ms == 60_000
+    assert orders.app.search_path == ("orders",)
+    assert {h for h in holdings(orders) if h[0] == "orders_app"} == {
+        ("orders_app", None, "database", ("CONNECT",)),
+        ("orders_app", "orders", "schema", ("USAGE",)),
+        ("orders_app", "orders", "table", ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        ("orders_app", "orders", "sequence", ("USAGE", "SELECT", "UPDATE")),
+    }
+
+
+def test_migrator_becomes_the_owner_and_holds_nothing_of_its_own(wanted):
+    orders = wanted.service("orders")
+    assert orders.migrator.assume_role == "orders_owner"
+    assert orders.migrator.inherit is False
+    assert Membership(member="orders_migrator", role="orders_owner") in orders.memberships
+    assert {h for h in holdings(orders) if h[0] == "orders_migrator"} == {
+        ("orders_migrator", None, "database", ("CONNECT",)),
+        ("orders_migrator", "orders", "schema", ("USAGE",)),
+    }
+
+
+def test_public_loses_everything_on_the_database_and_create_on_the_public_schema(wanted):
+    orders = wanted.service("orders")
+    assert {h for h in holdings(orders) if h[0] == PUBLIC} == {
+        (PUBLIC, None, "database", ()),
+        (PUBLIC, "public", "schema", ("USAGE",)),
+    }
+
+
+def test_no_privilege_is_ever_all(wanted):
+    assert all("ALL" not in g.privileges for g in wanted.grants)
+    assert all("ALL" not in d.privileges for s in wanted.services for d in s.default_privileges)
+
+
+def test_default_privileges_cover_tables_the_owner_creates_later(wanted):
+    orders = wanted.service("orders")
+    assert {(d.owner, d.object_type, d.grantee, d.privileges) for d in orders.default_privileges} == {
+        ("orders_owner", "table", "orders_app", ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        ("orders_owner", "sequence", "orders_app", ("USAGE", "SELECT", "UPDATE")),
+        ("orders_owner", "table", "orders_reader", ("SELECT",)),
+        ("orders_owner", "sequence", "orders_reader", ("SELECT",)),
+    }
+
+
+def test_reads_are_memberships_of_the_producers_reader_role(wanted):
+    assert wanted.reads == (
+        Membership(member="orders_app", role="billing_reader"),
+        Membership(member="shipping_app", role="orders_reader"),
+    )
+    assert {h for h in holdings(wanted.service("billing")) if h[0] == "billing_reader"} == {
+        ("billing_reader", None, "database", ("CONNECT",)),
+        ("billing_reader", "billing", "schema", ("USAGE",)),
+        ("billing_reader", "billing", "table", ("SELECT",)),
+        ("billing_reader", "billing", "sequence", ("SELECT",)),
+    }
+
+
+def test_every_table_has_a_single_writer(wanted):
+    for grant in wanted.grants:
+        if grant.object_type == ObjectType.TABLE and {"INSERT", "UPDATE", "DELETE"} & set(grant.privileges):
+            assert grant.grantee == f"{grant.database}_app"
+
+
+def test_database_connection_limit_makes_room_for_readers(wanted):
+    # orders: app 20 + migrator 2 + shipping's app 10 reading it + 3 for operators
+    assert wanted.service("orders").database.connection_limit == 35
+    assert wanted.service("shipping").database.connection_limit == 15
+
+
+def test_one_secret_per_login_user_in_the_rds_shape(wanted):
+    orders = wanted.service("orders")
+    assert [(s.name, s.username, s.reader_role) for s in orders.secrets] == [
+        ("servicedb/prod/orders/app", "orders_app", "prod-orders-execution"),
+        ("servicedb/prod/orders/migrator", "orders_migrator", "prod-orders-execution"),
+    ]
+    assert orders.secrets[0].fields == {
+        "engine": "postgres",
+        "host": "test-main.cluster-abc.eu-west-1.rds.amazonaws.com",
+        "port": 5432,
+        "dbname": "orders",
+        "username": "orders_app",
+        "dbClusterIdentifier": "test-main",
+    }
+    assert orders.secrets[0].kms_key_arn == "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab"
+
+
+def test_migration_execution_role_can_differ():
+    service = Service(name="orders", execution_role="orders-exec", migration_execution_role="orders-migrate")
+    orders = plan_service(service, environment())
+    assert [s.reader_role for s in orders.secrets] == ["orders-exec", "orders-migrate"]
+
+
+def test_extensions_go_to_the_services_schema():
+    orders = plan_service(Service(name="orders", extensions=("pgcrypto", "uuid-ossp")), environment())
+    assert [(e.database, e.schema, e.name) for e in orders.extensions] == [
+        ("orders", "orders", "pgcrypto"),
+        ("orders", "orders", "uuid-ossp"),
+    ]
+
+
+def test_fails_to_plan_invalid_declarations():
+    with pytest.raises(DeclarationError, match=r"at reads\[0\]\.service: no service named 'nope'"):
+        plan_services([reading("orders", "nope")], environment())
+    with pytest.raises(DeclarationError, match="at port: must be between 1 and 65535"):
+        plan_service(Service(name="orders"), environment(port=70000))
+
+
+def with_grant(wanted, service: str, grant: Grant):
+    target = wanted.service(service)
+    changed = dataclasses.replace(target, grants=target.grants + (grant,))
+    return dataclasses.replace(wanted, services=tuple(changed if s is target else s for s in wanted.services))
+
+
+@pytest.mark.parametrize(
+    ("grant", "expected"),
+    [
+        (
+            Grant(database="billing", schema="billing", object_type=ObjectType.TABLE, grantee="orders_app", privileges=("INSERT",)),
+            "a second writer: orders_app holds INSERT on tables in billing.billing",
+        ),
+        (
+            Grant(database="billing", schema="billing", object_type=ObjectType.SEQUENCE, grantee="orders_app", privileges=("USAGE",)),
+            "a second writer: orders_app holds USAGE on sequences in billing.billing",
+        ),
+        (
+            Grant(database="billing", schema=None, object_type=ObjectType.DATABASE, grantee=PUBLIC, privileges=("CONNECT",)),
+            "PUBLIC is granted ('CONNECT',) (public holds CONNECT on database billing)",
+        ),
+        (
+            Grant(database="billing", schema="billing", object_type=ObjectType.TABLE, grantee=PUBLIC, privileges=("SELECT",)),
+            "PUBLIC is granted ('SELECT',)",
+        ),
+    ],
+)
+def test_fails_a_plan_with_a_second_writer_or_a_public_grant(wanted, grant, expected):
+    with pytest.raises(PlanInvariantError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        check_invariants(with_grant(wanted, "billing", grant))
+
+
+def test_fails_a_plan_with_foreign_write_default_privileges(wanted):
+    billing = wanted.service("billing")
+    leak = DefaultPrivilege(
+        database="billing",
+        schema="billing",
+        owner="billing_owner",
+        object_type=ObjectType.TABLE,
+        grantee="orders_app",
+        privileges=("UPDATE",),
+    )
+    changed = dataclasses.replace(billing, default_privileges=billing.default_privileges + (leak,))
+    broken = dataclasses.replace(wanted, services=tuple(changed if s is billing else s for s in wanted.services))
+    with pytest.raises(PlanInvariantError, match="default privileges let orders_app write billing.billing"):
+        check_invariants(broken)
+
+
+def test_fails_a_plan_granting_another_services_owner_role(wanted):
+    broken = dataclasses.replace(wanted, reads=wanted.reads + (Membership(member="orders_app", role="billing_owner"),))
+    with pytest.raises(PlanInvariantError, match="orders_app is granted billing_owner, which is not a reader role"):
+        check_invariants(broken)
+
+
+def test_fails_a_plan_where_a_login_user_has_no_secret(wanted):
+    orders = wanted.service("orders")
+    changed = dataclasses.replace(orders, secrets=orders.secrets[:1])
+    broken = dataclasses.replace(wanted, services=tuple(changed if s is orders else s for s in wanted.services))
+    with pytest.raises(PlanInvariantError, match="login user orders_migrator has 0 secrets, not 1"):
+        check_invariants(broken)
