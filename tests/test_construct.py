@@ -178,10 +178,13 @@ def test_secret_holds_the_rds_shape_with_the_password_by_reference(orders):
         {"name": "servicedb/test/orders/app", "kms_key_id": KMS_KEY, "recovery_window_in_days": 7},
     )
     [value] = [v for name, v in resources(document, "aws_secretsmanager_secret_version").items() if "_app_" in name]
-    string = value["secret_string"]
-    for key in ("engine", "host", "port", "dbname", "username", "dbClusterIdentifier"):
-        assert f'\\"{key}\\" = ' in json.dumps(string) or f'"{key}" = ' in string
-    assert '"password" = random_password.orders_app_password_' in string
+    assert value["secret_id"] == "${aws_secretsmanager_secret.orders_app_secret_0FB45CA3.id}"
+    assert value["secret_string"] == (
+        '${jsonencode({"engine" = "postgres", '
+        '"host" = "test-main.cluster-abc.eu-west-1.rds.amazonaws.com", "port" = 5432, '
+        '"dbname" = "orders", "username" = "orders_app", "dbClusterIdentifier" = "test-main", '
+        '"password" = random_password.orders_app_password_4FABAFA7.result})}'
+    )
 
 
 def test_execution_role_reads_exactly_its_secret_with_kms_via_secrets_manager(orders):

@@ -1,0 +1,174 @@
+"""The synth app of this repository: its stacks, their snapshots, and `make synth`'s failure path."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from servicedb.app import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
+
+
+@pytest.fixture
+def snapshot_json(snapshot):
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+def test_one_database_access_stack_per_environment(synthesized):
+    assert sorted(synthesized) == ["dev-database-access", "prod-database-access"]
+
+
+@pytest.mark.parametrize("stack", ["dev-database-access", "prod-database-access"])
+def test_stack_matches_snapshot(synthesized, snapshot_json, stack):
+    # CI never updates snapshots: a change here is reviewed with `pytest --snapshot-update`.
+    assert synthesized[stack] == snapshot_json
+
+
+def test_postgresql_provider_is_configured_for_aurora(synthesized):
+    [provider] = synthesized["prod-database-access"]["provider"]["postgresql"]
+    assert provider == {
+        "host": "prod-main.cluster-c9b8a7d6e5f4.eu-west-1.rds.amazonaws.com",
+        "port": 5432,
+        "database": "postgres",
+        "username": "${jsondecode(data.aws_secretsmanager_secret_version.master_secret.secret_string).username}",
+        "password": "${jsondecode(data.aws_secretsmanager_secret_version.master_secret.secret_string).password}",
+        "superuser": False,
+        "sslmode": "require",
+        "connect_timeout": 15,
+        "expected_version": "16.4",
+    }
+    master = synthesized["prod-database-access"]["data"]["aws_secretsmanager_secret_version"]["master_secret"]
+    assert master["secret_id"].startswith("arn:aws:secretsmanager:eu-west-1:222222222222:secret:rds!cluster-")
+
+
+def test_aws_provider_is_pinned_to_the_environments_account(synthesized):
+    [provider] = synthesized["prod-database-access"]["provider"]["aws"]
+    assert provider["allowed_account_ids"] == ["222222222222"]
+    assert provider["region"] == "eu-west-1"
+
+
+def test_prod_state_is_in_encrypted_locked_s3_and_dev_state_is_local(synthesized):
+    backend = synthesized["prod-database-access"]["terraform"]["backend"]
+    assert backend == {
+        "s3": {
+            "bucket": "example-prod-terraform-state",
+            "key": "servicedb/prod-database-access.tfstate",
+            "region": "eu-west-1",
+            "encrypt": True,
+            "kms_key_id": "arn:aws:kms:eu-west-1:222222222222:key/5f0c1e2d-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
+            "use_lockfile": True,
+        }
+    }
+    assert "s3" not in synthesized["dev-database-access"]["terraform"].get("backend", {})
+
+
+def test_every_service_is_in_every_stack(synthesized):
+    for document in synthesized.values():
+        databases = sorted(d["name"] for d in document["resource"]["postgresql_database"].values())
+        assert databases == ["billing", "catalog", "orders", "shipping"]
+
+
+def test_outputs_carry_no_secret_material(synthesized):
+    for document in synthesized.values():
+        for output in document["output"].values():
+            assert "random_password" not in json.dumps(output)
+            assert "secret_string" not in json.dumps(output)
+
+
+def write_bad_declarations(directory: Path) -> tuple[Path, Path]:
+    services = directory / "services"
+    services.mkdir(parents=True)
+    (services / "orders.py").write_text(
+        "from servicedb import Reads, Service\n"
+        "SERVICE = Service(name='orders', reads=(Reads(service='biling'),))\n"
+    )
+    environments = directory / "environments.toml"
+    environments.write_text((ROOT / "environments.toml").read_text())
+    return services, environments
+
+
+def test_fails_on_bad_declarations_with_a_clear_message_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    services, environments = write_bad_declarations(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CDKTF_OUTDIR", str(tmp_path / "cdktf.out"))
+
+    assert main(services, environments) == 1
+
+    error = capsys.readouterr().err
+    assert error == (
+        "servicedb: refusing to synthesize; fix these declarations:\n"
+        "services/orders.py: Service(name='orders'): 1 problem\n"
+        "  at reads[0].service: no service named 'biling' (declared: orders)\n"
+    )
+    assert not (tmp_path / "cdktf.out").exists()
+
+
+@pytest.fixture(scope="module")
+def cdktf_cli() -> Path:
+    if not CDKTF.exists():
+        pytest.fail(f"{CDKTF} is missing: run `make install` (make test does it) to install the cdktf CLI")
+    return CDKTF
+
+
+def cdktf_synth(project: Path, cli: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "CI": "1"}
+    return subprocess.run(
+        [str(cli), "synth", "--output", str(project / "cdktf.out")],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def copy_project(destination: Path) -> Path:
+    """main.py, cdktf.json and the declarations, with the repository's virtualenv."""
+    destination.mkdir()
+    for name in ("main.py", "environments.toml"):
+        shutil.copy(ROOT / name, destination / name)
+    shutil.copytree(ROOT / "services", destination / "services")
+    config = json.loads((ROOT / "cdktf.json").read_text())
+    config["app"] = f"{ROOT / '.venv' / 'bin' / 'python'} main.py"
+    (destination / "cdktf.json").write_text(json.dumps(config))
+    return destination
+
+
+def without_metadata(value: object) -> object:
+    """The document without cdktf's `//` metadata entries, which `Testing.synth` leaves out."""
+    if isinstance(value, dict):
+        return {k: without_metadata(v) for k, v in value.items() if k != "//"}
+    if isinstance(value, list):
+        return [without_metadata(v) for v in value]
+    return value
+
+
+def test_cdktf_synth_writes_the_same_stacks_as_the_tests_see(tmp_path, cdktf_cli, synthesized):
+    project = copy_project(tmp_path / "project")
+    result = cdktf_synth(project, cdktf_cli)
+    assert result.returncode == 0, result.stderr
+    for stack, expected in synthesized.items():
+        written = json.loads((project / "cdktf.out" / "stacks" / stack / "cdk.tf.json").read_text())
+        for section in ("resource", "data", "provider", "output"):
+            assert without_metadata(written[section]) == expected[section]
+
+
+def test_cdktf_synth_fails_on_bad_declarations_without_a_traceback(tmp_path, cdktf_cli):
+    project = copy_project(tmp_path / "project")
+    shutil.rmtree(project / "services")
+    write_bad_declarations(tmp_path / "bad")
+    shutil.copytree(tmp_path / "bad" / "services", project / "services")
+
+    result = cdktf_synth(project, cdktf_cli)
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "at reads[0].service: no service named 'biling' (declared: orders)" in output
+    assert "Traceback" not in output
+    assert not (project / "cdktf.out" / "stacks").exists()
