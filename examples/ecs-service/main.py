@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Another team's CDKTF stack: its ECS service `payments`, with its database access from servicedb.
+
+The library is installed like any package (`pip install ./constructs/servicedb`, or from your
+package index); this stack brings its own providers and hands them to the construct.
+"""
+
+from cdktf import App, Fn, TerraformStack
+from cdktf_cdktf_provider_aws.ecs_task_definition import EcsTaskDefinition
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.provider import AwsProvider
+from cdktf_cdktf_provider_postgresql.provider import PostgresqlProvider
+from cdktf_cdktf_provider_random.provider import RandomProvider
+from constructs import Construct
+
+from servicedb import Environment, Service, ServiceDatabase, plan_service
+
+STAGING = Environment(
+    name="staging",
+    region="eu-central-1",
+    account_id="333333333333",
+    cluster_identifier="staging-main",
+    endpoint="staging-main.cluster-c0ffee123456.eu-central-1.rds.amazonaws.com",
+    master_secret_arn="arn:aws:secretsmanager:eu-central-1:333333333333:secret:rds!cluster-staging-QwErTy",
+    engine_version="16.4",
+)
+
+PAYMENTS = Service(
+    name="payments",
+    connection_limit=15,
+    execution_role="payments-task-execution",  # the service's existing ECS task execution role
+)
+
+ECS_TASKS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+class PaymentsStack(TerraformStack):
+    def __init__(self, scope: Construct, id_: str) -> None:
+        super().__init__(scope, id_)
+        aws = AwsProvider(self, "aws", region=STAGING.region, allowed_account_ids=[STAGING.account_id])
+        postgresql = PostgresqlProvider(
+            self,
+            "postgresql",
+            host=STAGING.endpoint,
+            port=STAGING.port,
+            superuser=False,
+            sslmode="require",
+            # username and password: PGUSER and PGPASSWORD in the operator's environment
+        )
+        random = RandomProvider(self, "random")
+
+        self.database = ServiceDatabase(
+            self,
+            "payments_database",
+            plan=plan_service(PAYMENTS, STAGING),
+            postgresql_provider=postgresql,
+            aws_provider=aws,
+            random_provider=random,
+        )
+
+        # A second reader of the migrator's secret: the CI role that runs migrations.
+        migrations = IamRole(
+            self, "migrations_role", name="payments-migrations", assume_role_policy=Fn.jsonencode(ECS_TASKS_TRUST)
+        )
+        self.database.migrator.grant_secret_read(migrations.name, id_="migrations_role_policy")
+
+        EcsTaskDefinition(
+            self,
+            "task",
+            family="payments",
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu="256",
+            memory="512",
+            execution_role_arn=f"arn:aws:iam::{STAGING.account_id}:role/{PAYMENTS.execution_role}",
+            container_definitions=Fn.jsonencode(
+                [
+                    {
+                        "name": "payments",
+                        "image": "public.ecr.aws/docker/library/python:3.12-slim",
+                        "essential": True,
+                        "secrets": self.database.ecs_secrets,
+                    }
+                ]
+            ),
+            provider=aws,
+        )
+
+
+def build(app: App) -> PaymentsStack:
+    return PaymentsStack(app, "payments")
+
+
+if __name__ == "__main__":
+    app = App()
+    build(app)
+    app.synth()
