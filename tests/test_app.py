@@ -74,6 +74,27 @@ def test_every_service_is_in_every_stack(synthesized):
         assert databases == ["billing", "catalog", "orders", "shipping"]
 
 
+def test_passwords_appear_only_as_references(synthesized):
+    def walk(value, path):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from walk(item, f"{path}[{index}]")
+        else:
+            yield path, value
+
+    for stack, document in synthesized.items():
+        passwords = [(path, value) for path, value in walk(document, stack) if path.endswith(".password")]
+        assert len(passwords) == 1 + 8  # the provider's, and each login user's role
+        for path, value in passwords:
+            assert value.startswith("${") and value.endswith("}"), path
+        strings = [value for path, value in walk(document, stack) if path.endswith(".secret_string")]
+        assert len(strings) == 8
+        assert all('"password" = random_password.' in value for value in strings)
+
+
 def test_outputs_carry_no_secret_material(synthesized):
     for document in synthesized.values():
         for output in document["output"].values():
