@@ -16,13 +16,17 @@ export PIPENV_YES := 1
 export PIPENV_IGNORE_VIRTUALENVS := 1
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth test install clean
+.PHONY: synth test lint install clean
 
 synth: $(VENV)/.installed node_modules/.installed
 	$(CDKTF) synth
 
-test: $(VENV)/.installed node_modules/.installed
+test: lint node_modules/.installed
 	$(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 install: $(VENV)/.installed node_modules/.installed
 

@@ -21,7 +21,4 @@ def declarations() -> Declarations:
 def synthesized(declarations: Declarations) -> dict[str, dict]:
     """Every stack `main.py` builds, as parsed Terraform JSON, keyed by stack name."""
     app = build_app(declarations, Testing.app())
-    return {
-        stack.node.id: json.loads(Testing.synth(stack, run_validations=True))
-        for stack in app.node.children
-    }
+    return {stack.node.id: json.loads(Testing.synth(stack, run_validations=True)) for stack in app.node.children}

@@ -106,8 +106,7 @@ def write_bad_declarations(directory: Path) -> tuple[Path, Path]:
     services = directory / "services"
     services.mkdir(parents=True)
     (services / "orders.py").write_text(
-        "from servicedb import Reads, Service\n"
-        "SERVICE = Service(name='orders', reads=(Reads(service='biling'),))\n"
+        "from servicedb import Reads, Service\nSERVICE = Service(name='orders', reads=(Reads(service='biling'),))\n"
     )
     environments = directory / "environments.toml"
     environments.write_text((ROOT / "environments.toml").read_text())

@@ -7,11 +7,12 @@ from cdktf import TerraformOutput, TerraformStack, Testing
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from cdktf_cdktf_provider_postgresql.provider import PostgresqlProvider
 from cdktf_cdktf_provider_random.provider import RandomProvider
-from factories import environment, reading
 
 from servicedb.construct import ServiceDatabase, ServiceDatabases, ecs_secrets
 from servicedb.plan import plan_service, plan_services
 from servicedb.spec import Service
+
+from factories import environment, reading
 
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -150,19 +151,27 @@ def test_revokes_from_public_are_grants_of_nothing(orders):
         text, "postgresql_grant", {"role": "public", "object_type": "database", "privileges": []}
     )
     assert Testing.to_have_resource_with_properties(
-        text, "postgresql_grant", {"role": "public", "object_type": "schema", "schema": "public", "privileges": ["USAGE"]}
+        text,
+        "postgresql_grant",
+        {"role": "public", "object_type": "schema", "schema": "public", "privileges": ["USAGE"]},
     )
 
 
 def test_grants_on_one_database_run_one_after_another(orders):
     _, document, _ = orders
     chained = {**resources(document, "postgresql_grant"), **resources(document, "postgresql_default_privileges")}
-    kinds = {name: kind for kind in ("postgresql_grant", "postgresql_default_privileges") for name in resources(document, kind)}
+    kinds = {
+        name: kind
+        for kind in ("postgresql_grant", "postgresql_default_privileges")
+        for name in resources(document, kind)
+    }
     first = [name for name, grant in chained.items() if "depends_on" not in grant]
     assert len(first) == 1
     # Each resource but the first depends on exactly one other, and following the chain from
     # the last resource visits every one of them.
-    successor = {grant["depends_on"][0]: f"{kinds[name]}.{name}" for name, grant in chained.items() if "depends_on" in grant}
+    successor = {
+        grant["depends_on"][0]: f"{kinds[name]}.{name}" for name, grant in chained.items() if "depends_on" in grant
+    }
     assert all(len(grant.get("depends_on", [])) <= 1 for grant in chained.values())
     node, visited = f"{kinds[first[0]]}.{first[0]}", 1
     while node in successor:

@@ -58,7 +58,10 @@ def test_skips_private_modules(tmp_path):
     ("text", "expected"),
     [
         ("SERVICE = (\n", "module: is not valid Python: '(' was never closed at line 1"),
-        ("import not_a_module_here\n", "module: failed to import: ModuleNotFoundError: No module named 'not_a_module_here'"),
+        (
+            "import not_a_module_here\n",
+            "module: failed to import: ModuleNotFoundError: No module named 'not_a_module_here'",
+        ),
         ("X = 1\n", "module: defines no SERVICE; add SERVICE = Service(name=...) (see services/orders.py)"),
         (
             "from servicedb import Service\nSERVICE = Service(name='billing')\n",
@@ -82,7 +85,7 @@ def test_rejects_a_missing_services_directory(tmp_path):
     ("extra", "expected"),
     [
         ('regon = "eu-west-1"\n', "at regon: unknown setting; did you mean 'region'?"),
-        ("port = \"5432\"\n", "at port: must be a whole number, got '5432'"),
+        ('port = "5432"\n', "at port: must be a whole number, got '5432'"),
         ("kms_key_arn = 5\n", "at kms_key_arn: must be a string, got 5"),
         ("max_connections = true\n", "at max_connections: must be a whole number, got True"),
         ("[dev.tags]\nteam = 5\n", "at tags: must be a table of strings, got {'team': 5}"),

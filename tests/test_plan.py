@@ -3,7 +3,6 @@
 import dataclasses
 
 import pytest
-from factories import environment, reading
 
 from servicedb.errors import DeclarationError
 from servicedb.plan import (
@@ -18,6 +17,8 @@ from servicedb.plan import (
     plan_services,
 )
 from servicedb.spec import Service
+
+from factories import environment, reading
 
 
 @pytest.fixture
@@ -165,19 +166,43 @@ def with_grant(wanted, service: str, grant: Grant):
     ("grant", "expected"),
     [
         (
-            Grant(database="billing", schema="billing", object_type=ObjectType.TABLE, grantee="orders_app", privileges=("INSERT",)),
+            Grant(
+                database="billing",
+                schema="billing",
+                object_type=ObjectType.TABLE,
+                grantee="orders_app",
+                privileges=("INSERT",),
+            ),
             "a second writer: orders_app holds INSERT on tables in billing.billing",
         ),
         (
-            Grant(database="billing", schema="billing", object_type=ObjectType.SEQUENCE, grantee="orders_app", privileges=("USAGE",)),
+            Grant(
+                database="billing",
+                schema="billing",
+                object_type=ObjectType.SEQUENCE,
+                grantee="orders_app",
+                privileges=("USAGE",),
+            ),
             "a second writer: orders_app holds USAGE on sequences in billing.billing",
         ),
         (
-            Grant(database="billing", schema=None, object_type=ObjectType.DATABASE, grantee=PUBLIC, privileges=("CONNECT",)),
+            Grant(
+                database="billing",
+                schema=None,
+                object_type=ObjectType.DATABASE,
+                grantee=PUBLIC,
+                privileges=("CONNECT",),
+            ),
             "PUBLIC is granted ('CONNECT',) (public holds CONNECT on database billing)",
         ),
         (
-            Grant(database="billing", schema="billing", object_type=ObjectType.TABLE, grantee=PUBLIC, privileges=("SELECT",)),
+            Grant(
+                database="billing",
+                schema="billing",
+                object_type=ObjectType.TABLE,
+                grantee=PUBLIC,
+                privileges=("SELECT",),
+            ),
             "PUBLIC is granted ('SELECT',)",
         ),
     ],

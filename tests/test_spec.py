@@ -1,10 +1,11 @@
 """Every validation rule refuses its bad declaration with a message that says where and how to fix."""
 
 import pytest
-from factories import environment, reading
 
 from servicedb.errors import DeclarationError
 from servicedb.spec import Reads, Service, find_problems, validate
+
+from factories import environment, reading
 
 
 def messages(services, environments=()) -> list[str]:
@@ -155,7 +156,10 @@ def test_rejects_connection_limits_above_the_clusters_budget():
 def test_validate_raises_once_with_every_problem_grouped_by_declaration():
     with pytest.raises(DeclarationError) as raised:
         validate(
-            [(Service(name="Orders", connection_limit=0), "services/orders.py"), (reading("billing", "x"), "services/billing.py")],
+            [
+                (Service(name="Orders", connection_limit=0), "services/orders.py"),
+                (reading("billing", "x"), "services/billing.py"),
+            ],
             [(environment(port=0), "environments.toml")],
         )
     assert str(raised.value) == "\n".join(

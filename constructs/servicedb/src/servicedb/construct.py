@@ -19,8 +19,8 @@ from cdktf_cdktf_provider_postgresql.grant_role import GrantRole
 from cdktf_cdktf_provider_postgresql.role import Role
 from cdktf_cdktf_provider_postgresql.schema import Schema
 from cdktf_cdktf_provider_random.password import Password
-from constructs import Construct
 
+from constructs import Construct
 from servicedb import plan as p
 
 PASSWORD_SPECIALS = "-_.~"
@@ -359,6 +359,4 @@ class ServiceDatabases(Construct):
         }
         by_reader = {s.plan.reader.name: s for s in self.services.values()}
         by_app = {s.plan.app.name: s for s in self.services.values()}
-        self.reads: Sequence[GrantRole] = [
-            by_reader[read.role].grant_read(by_app[read.member]) for read in plan.reads
-        ]
+        self.reads: Sequence[GrantRole] = [by_reader[read.role].grant_read(by_app[read.member]) for read in plan.reads]

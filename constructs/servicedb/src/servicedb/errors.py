@@ -30,9 +30,9 @@ class DeclarationError(Exception):
 def format_problems(problems: tuple[Problem, ...]) -> str:
     """Group problems by declaration, in the order they were found.
 
-        services/orders.py: Service(name='orders'): 2 problems
-          at reads[0].service: no service named 'biling' (declared: billing, orders)
-          at name: must match ^[a-z][a-z0-9_]*$, got 'Orders' (use lowercase)
+    services/orders.py: Service(name='orders'): 2 problems
+      at reads[0].service: no service named 'biling' (declared: billing, orders)
+      at name: must match ^[a-z][a-z0-9_]*$, got 'Orders' (use lowercase)
     """
     by_declaration: dict[tuple[str, str], list[Problem]] = {}
     for problem in problems:

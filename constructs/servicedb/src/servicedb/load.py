@@ -53,7 +53,7 @@ def display(path: Path) -> str:
         return str(path)
 
 
-def load_services(directory: Path) -> tuple[list[tuple[Service, str]], list[Problem]]:
+def load_services(directory: Path) -> tuple[list[tuple[object, str]], list[Problem]]:
     """Import every `*.py` in `directory` not starting with `_`; each must define `SERVICE`."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -65,40 +65,44 @@ def load_services(directory: Path) -> tuple[list[tuple[Service, str]], list[Prob
         )
         return [], [problem]
 
-    services: list[tuple[Service, str]] = []
+    services: list[tuple[object, str]] = []
     problems: list[Problem] = []
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        source = display(path)
-
-        def add(message: str, subject: str = "module") -> None:
-            problems.append(Problem(source=source, subject=subject, at="", message=message))
-
-        try:
-            module = import_file(path)
-        except SyntaxError as error:
-            add(f"is not valid Python: {error.msg} at line {error.lineno}")
-            continue
-        except Exception as error:  # a declaration may fail in any way; report it with its file
-            add(f"failed to import: {type(error).__name__}: {error}")
-            continue
-
-        if not hasattr(module, "SERVICE"):
-            add("defines no SERVICE; add SERVICE = Service(name=...) (see services/orders.py)")
-            continue
-        service = module.SERVICE
-        services.append((service, source))
-        if isinstance(service, Service) and isinstance(service.name, str) and service.name != path.stem:
-            problems.append(
-                Problem(
-                    source=source,
-                    subject=f"Service(name={service.name!r})",
-                    at="name",
-                    message=f"must equal the file name {path.stem!r}; rename the file or the service",
-                )
-            )
+        service, file_problems = load_service_file(path)
+        problems += file_problems
+        if service is not None:
+            services.append((service, display(path)))
     return services, problems
+
+
+def load_service_file(path: Path) -> tuple[object, list[Problem]]:
+    """The `SERVICE` a file declares (validated later, with all others), or why there is none."""
+    source = display(path)
+
+    def problem(message: str) -> list[Problem]:
+        return [Problem(source=source, subject="module", at="", message=message)]
+
+    try:
+        module = import_file(path)
+    except SyntaxError as error:
+        return None, problem(f"is not valid Python: {error.msg} at line {error.lineno}")
+    except Exception as error:  # a declaration may fail in any way; report it with its file
+        return None, problem(f"failed to import: {type(error).__name__}: {error}")
+    if not hasattr(module, "SERVICE"):
+        return None, problem("defines no SERVICE; add SERVICE = Service(name=...) (see services/orders.py)")
+
+    service = module.SERVICE
+    if isinstance(service, Service) and isinstance(service.name, str) and service.name != path.stem:
+        mismatch = Problem(
+            source=source,
+            subject=f"Service(name={service.name!r})",
+            at="name",
+            message=f"must equal the file name {path.stem!r}; rename the file or the service",
+        )
+        return service, [mismatch]
+    return service, []
 
 
 def import_file(path: Path) -> types.ModuleType:
@@ -157,7 +161,9 @@ def environment_from_table(name: str, table: object, *, source: str) -> tuple[En
         if key == "tags":
             if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
                 problems.append(
-                    Problem(source=source, subject=subject, at=key, message=f"must be a table of strings, got {value!r}")
+                    Problem(
+                        source=source, subject=subject, at=key, message=f"must be a table of strings, got {value!r}"
+                    )
                 )
                 continue
             value = tuple(sorted(value.items()))

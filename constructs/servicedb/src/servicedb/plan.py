@@ -249,16 +249,15 @@ def plan_service(service: Service, environment: Environment, *, consumers: Itera
         name=name,
         owner=owner.name,
         connection_limit=(
-            service.connection_limit
-            + service.migrator_connection_limit
-            + consumer_connections
-            + DATABASE_ADMIN_RESERVE
+            service.connection_limit + service.migrator_connection_limit + consumer_connections + DATABASE_ADMIN_RESERVE
         ),
     )
     schema = Schema(database=name, name=name, owner=owner.name)
 
     def on_database(grantee: str, *privileges: str) -> Grant:
-        return Grant(database=name, schema=None, object_type=ObjectType.DATABASE, grantee=grantee, privileges=privileges)
+        return Grant(
+            database=name, schema=None, object_type=ObjectType.DATABASE, grantee=grantee, privileges=privileges
+        )
 
     def on_schema(schema_name: str, grantee: str, *privileges: str) -> Grant:
         return Grant(

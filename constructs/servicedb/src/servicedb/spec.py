@@ -18,9 +18,7 @@ LONGEST_ROLE_SUFFIX = "_migrator"
 MAX_SERVICE_NAME_LENGTH = 63 - len(LONGEST_ROLE_SUFFIX)
 
 RESERVED_PREFIXES = ("pg_", "rds", "aws_")
-RESERVED_NAMES = frozenset(
-    {"postgres", "public", "template0", "template1", "information_schema", "admin", "root"}
-)
+RESERVED_NAMES = frozenset({"postgres", "public", "template0", "template1", "information_schema", "admin", "root"})
 
 EXTENSION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 IAM_ROLE_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{1,64}$")
@@ -269,19 +267,23 @@ def cross_service_problems(services: Mapping[str, Service], sources: Mapping[str
         for index, read in enumerate(service.reads):
             if not isinstance(read, Reads):
                 continue
-            at = f"reads[{index}].service"
-
-            def add(message: str) -> None:
-                problems.append(
-                    Problem(source=sources[service.name], subject=subject(service), at=at, message=message)
-                )
-
             if read.service == service.name:
-                add(f"a service cannot read itself; its app user already reads and writes {service.name!r}")
+                message = f"a service cannot read itself; its app user already reads and writes {service.name!r}"
             elif read.service not in services:
-                add(f"no service named {read.service!r} (declared: {declared})")
+                message = f"no service named {read.service!r} (declared: {declared})"
             elif read.service in seen:
-                add(f"{read.service!r} is read more than once; list it once")
+                message = f"{read.service!r} is read more than once; list it once"
+            else:
+                message = ""
+            if message:
+                problems.append(
+                    Problem(
+                        source=sources[service.name],
+                        subject=subject(service),
+                        at=f"reads[{index}].service",
+                        message=message,
+                    )
+                )
             seen.add(read.service)
     return problems
 
@@ -357,7 +359,7 @@ def budget_problems(environment: Environment, services: Iterable[Service], *, so
 
 
 def validate(
-    services: Iterable[tuple[Service, str]],
+    services: Iterable[tuple[object, str]],
     environments: Iterable[tuple[Environment, str]],
 ) -> None:
     """Check every declaration, each paired with the file it came from; raise once if anything is wrong."""
@@ -367,7 +369,7 @@ def validate(
 
 
 def find_problems(
-    services: Iterable[tuple[Service, str]],
+    services: Iterable[tuple[object, str]],
     environments: Iterable[tuple[Environment, str]],
 ) -> list[Problem]:
     """Every problem of every declaration, each paired with the file it came from."""
