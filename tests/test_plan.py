@@ -1,6 +1,8 @@
 """The plan: which roles, grants, default privileges and secrets each service gets."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -240,3 +242,14 @@ def test_fails_a_plan_where_a_login_user_has_no_secret(wanted):
     broken = dataclasses.replace(wanted, services=tuple(changed if s is orders else s for s in wanted.services))
     with pytest.raises(PlanInvariantError, match="login user orders_migrator has 0 secrets, not 1"):
         check_invariants(broken)
+
+
+def test_declarations_and_plan_import_nothing_from_cdktf():
+    # The plan must outlive cdktf (archived upstream) and serve every adapter.
+    code = (
+        "import sys, servicedb, servicedb.spec, servicedb.load, servicedb.plan, servicedb.app;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cdktf', 'constructs', 'jsii')"
+        " or m.startswith('cdktf_')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,18 +1,27 @@
-"""The synth app: every environment's database-access stack from `services/` and `environments.toml`."""
+"""The synth app: every environment's database-access stack from `services/` and `environments.toml`.
+
+cdktf and the providers are imported only once the declarations are valid, so a bad declaration
+is reported in well under a second instead of after the providers' long import.
+"""
 
 import sys
 from pathlib import Path
-
-from cdktf import App
+from typing import TYPE_CHECKING
 
 from servicedb.errors import DeclarationError
 from servicedb.load import Declarations, load_declarations
 from servicedb.plan import plan_services
-from servicedb.stack import DatabaseAccessStack
+
+if TYPE_CHECKING:
+    from cdktf import App
 
 
-def build_app(declarations: Declarations, app: App | None = None) -> App:
+def build_app(declarations: Declarations, app: "App | None" = None) -> "App":
     """Add one `<env>-database-access` stack per environment to `app` (a new App by default)."""
+    from cdktf import App
+
+    from servicedb.stack import DatabaseAccessStack
+
     app = app or App()
     for environment in declarations.environments:
         DatabaseAccessStack(app, plan=plan_services(declarations.services, environment))

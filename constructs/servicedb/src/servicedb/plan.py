@@ -221,6 +221,11 @@ def plan_service(service: Service, environment: Environment, *, consumers: Itera
     problems += environment_problems(environment, source=DECLARED_IN_CODE)
     if problems:
         raise DeclarationError(problems)
+    return wanted_service(service, environment, consumers=consumers)
+
+
+def wanted_service(service: Service, environment: Environment, *, consumers: Iterable[Service]) -> ServicePlan:
+    """`plan_service` for declarations that were already validated."""
     name = service.name
     owner = Role(name=role_name(name, RoleKind.OWNER), kind=RoleKind.OWNER, login=False)
     app = Role(
@@ -344,7 +349,7 @@ def plan_services(services: Iterable[Service], environment: Environment) -> Plan
     }
     result = Plan(
         environment=environment,
-        services=tuple(plan_service(s, environment, consumers=consumers[s.name]) for s in services),
+        services=tuple(wanted_service(s, environment, consumers=consumers[s.name]) for s in services),
         reads=tuple(
             Membership(member=role_name(s.name, RoleKind.APP), role=role_name(read.service, RoleKind.READER))
             for s in services
