@@ -253,3 +253,26 @@ def test_declarations_and_plan_import_nothing_from_cdktf():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_secret_read_policy_names_exactly_the_secret_and_the_key(wanted):
+    secret = wanted.service("orders").secrets[0]
+    policy = secret.read_policy("arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf", region="eu-west-1")
+    assert policy == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadDatabaseSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf"],
+            },
+            {
+                "Sid": "DecryptDatabaseSecret",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": ["arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab"],
+                "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}},
+            },
+        ],
+    }

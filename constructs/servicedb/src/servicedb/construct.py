@@ -130,36 +130,16 @@ class DatabaseUser(Construct):
         return ecs_secrets(self.secret.arn)
 
     def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> IamRolePolicy:
-        """Let the IAM role `role_name` read this secret and nothing else.
+        """Let the IAM role `role_name` read this secret and nothing else (`Secret.read_policy`).
 
-        `secretsmanager:GetSecretValue` on exactly this secret, plus `kms:Decrypt` on the
-        customer key through Secrets Manager only (`kms:ViaService`) when one is set. Give each
-        further role its own `id_`.
+        Give each further role its own `id_`.
         """
-        statements: list[dict[str, object]] = [
-            {
-                "Sid": "ReadDatabaseSecret",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [self.secret.arn],
-            }
-        ]
-        if self._secret_plan.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "DecryptDatabaseSecret",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt"],
-                    "Resource": [self._secret_plan.kms_key_arn],
-                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{self._region}.amazonaws.com"}},
-                }
-            )
         return IamRolePolicy(
             self,
             id_,
             name=f"servicedb-{self._secret_plan.username}-secret-read",
             role=role_name,
-            policy=Fn.jsonencode({"Version": "2012-10-17", "Statement": statements}),
+            policy=Fn.jsonencode(self._secret_plan.read_policy(self.secret.arn, region=self._region)),
             provider=self._aws_provider,
         )
 

@@ -143,6 +143,32 @@ class Secret:
     reader_role: str
     """Name of the one IAM role (an ECS task execution role) allowed to read it."""
 
+    def read_policy(self, secret_arn: str, *, region: str) -> dict[str, object]:
+        """The IAM policy that lets `reader_role` read this secret, given the secret's ARN.
+
+        `secretsmanager:GetSecretValue` on exactly this secret, and `kms:Decrypt` on the customer
+        key only when Secrets Manager asks for it (`kms:ViaService`). No wildcard resource.
+        """
+        statements: list[dict[str, object]] = [
+            {
+                "Sid": "ReadDatabaseSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [secret_arn],
+            }
+        ]
+        if self.kms_key_arn:
+            statements.append(
+                {
+                    "Sid": "DecryptDatabaseSecret",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt"],
+                    "Resource": [self.kms_key_arn],
+                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+                }
+            )
+        return {"Version": "2012-10-17", "Statement": statements}
+
     @property
     def fields(self) -> dict[str, str | int]:
         """Every key of the secret's JSON but the password, in the RDS shape."""
