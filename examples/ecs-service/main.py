@@ -11,8 +11,8 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from cdktf_cdktf_provider_postgresql.provider import PostgresqlProvider
 from cdktf_cdktf_provider_random.provider import RandomProvider
-
 from constructs import Construct
+
 from servicedb import Environment, Service, ServiceDatabase, plan_service
 
 STAGING = Environment(

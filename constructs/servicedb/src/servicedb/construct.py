@@ -19,8 +19,8 @@ from cdktf_cdktf_provider_postgresql.grant_role import GrantRole
 from cdktf_cdktf_provider_postgresql.role import Role
 from cdktf_cdktf_provider_postgresql.schema import Schema
 from cdktf_cdktf_provider_random.password import Password
-
 from constructs import Construct
+
 from servicedb import plan as p
 
 PASSWORD_SPECIALS = "-_.~"

@@ -5,8 +5,8 @@ from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret_version import Data
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from cdktf_cdktf_provider_postgresql.provider import PostgresqlProvider
 from cdktf_cdktf_provider_random.provider import RandomProvider
-
 from constructs import Construct
+
 from servicedb.construct import ServiceDatabases
 from servicedb.plan import Plan
 
