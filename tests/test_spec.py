@@ -153,6 +153,15 @@ def test_rejects_connection_limits_above_the_clusters_budget():
     )
 
 
+def test_rejects_an_execution_role_format_that_makes_invalid_role_names():
+    [message] = messages([Service(name="orders")], [environment(execution_role_format="{env}/{service}")])
+    assert message == (
+        "[test] at execution_role_format: gives 'test/orders' for service 'orders', which is not an IAM role name "
+        "(^[\\w+=,.@-]{1,64}$); change the format or set execution_role on the service"
+    )
+    assert messages([Service(name="orders", execution_role="x")], [environment(execution_role_format="{env}/x")]) == []
+
+
 def test_validate_raises_once_with_every_problem_grouped_by_declaration():
     with pytest.raises(DeclarationError) as raised:
         validate(

@@ -358,6 +358,27 @@ def budget_problems(environment: Environment, services: Iterable[Service], *, so
     ]
 
 
+def execution_role_problems(environment: Environment, services: Iterable[Service], *, source: str) -> list[Problem]:
+    """Role names made from `execution_role_format` must be valid IAM role names."""
+    try:
+        names = {environment.execution_role_for(s): s.name for s in services if s.execution_role is None}
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return []  # the format itself is reported by environment_problems
+    return [
+        Problem(
+            source=source,
+            subject=f"[{environment.name}]",
+            at="execution_role_format",
+            message=(
+                f"gives {role!r} for service {service!r}, which is not an IAM role name "
+                f"({IAM_ROLE_NAME_PATTERN.pattern}); change the format or set execution_role on the service"
+            ),
+        )
+        for role, service in names.items()
+        if not IAM_ROLE_NAME_PATTERN.match(role)
+    ]
+
+
 def validate(
     services: Iterable[tuple[object, str]],
     environments: Iterable[tuple[Environment, str]],
@@ -412,4 +433,5 @@ def find_problems(
             )
         seen_environments[environment.name] = source
         problems += budget_problems(environment, by_name.values(), source=source)
+        problems += execution_role_problems(environment, by_name.values(), source=source)
     return problems
