@@ -256,7 +256,7 @@ def test_declarations_and_plan_import_nothing_from_cdktf():
 
 def test_secret_read_policy_names_exactly_the_secret_and_the_key(wanted):
     secret = wanted.service("orders").secrets[0]
-    policy = secret.read_policy("arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf", region="eu-west-1")
+    policy = secret.read_policy("arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf")
     assert policy == {
         "Version": "2012-10-17",
         "Statement": [

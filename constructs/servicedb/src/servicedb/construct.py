@@ -56,7 +56,6 @@ class DatabaseUser(Construct):
         *,
         role: p.Role,
         secret: p.Secret,
-        region: str,
         assume_role: Role | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
@@ -66,7 +65,6 @@ class DatabaseUser(Construct):
         self.username = role.name
         """The user name, as a plain string (`name` is the resource's reference)."""
         self._secret_plan = secret
-        self._region = region
         self._aws_provider = aws_provider
 
         self.password = Password(
@@ -139,7 +137,7 @@ class DatabaseUser(Construct):
             id_,
             name=f"servicedb-{self._secret_plan.username}-secret-read",
             role=role_name,
-            policy=Fn.jsonencode(self._secret_plan.read_policy(self.secret.arn, region=self._region)),
+            policy=Fn.jsonencode(self._secret_plan.read_policy(self.secret.arn)),
             provider=self._aws_provider,
         )
 
@@ -176,7 +174,6 @@ class ServiceDatabase(Construct):
                 str(role.kind),
                 role=role,
                 secret=plan.secret_for(role.name),
-                region=plan.region,
                 assume_role=assume_role,
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,

@@ -137,13 +137,14 @@ class Secret:
     host: str
     port: int
     cluster_identifier: str
+    region: str
     kms_key_arn: str | None
     recovery_window_days: int
     password_length: int
     reader_role: str
     """Name of the one IAM role (an ECS task execution role) allowed to read it."""
 
-    def read_policy(self, secret_arn: str, *, region: str) -> dict[str, object]:
+    def read_policy(self, secret_arn: str) -> dict[str, object]:
         """The IAM policy that lets `reader_role` read this secret, given the secret's ARN.
 
         `secretsmanager:GetSecretValue` on exactly this secret, and `kms:Decrypt` on the customer
@@ -164,7 +165,7 @@ class Secret:
                     "Effect": "Allow",
                     "Action": ["kms:Decrypt"],
                     "Resource": [self.kms_key_arn],
-                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}},
                 }
             )
         return {"Version": "2012-10-17", "Statement": statements}
@@ -197,7 +198,6 @@ class ServicePlan:
     extensions: tuple[Extension, ...]
     secrets: tuple[Secret, ...]
     """One per login user: the app user's first, then the migrator's."""
-    region: str
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -339,6 +339,7 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
             host=environment.endpoint,
             port=environment.port,
             cluster_identifier=environment.cluster_identifier,
+            region=environment.region,
             kms_key_arn=environment.kms_key_arn,
             recovery_window_days=environment.secret_recovery_window_days,
             password_length=environment.password_length,
@@ -361,7 +362,6 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
             secret(app, environment.execution_role_for(service)),
             secret(migrator, environment.migration_execution_role_for(service)),
         ),
-        region=environment.region,
     )
 
 
