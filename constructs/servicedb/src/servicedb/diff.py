@@ -1,0 +1,376 @@
+"""The diff: statements that take the current state to the wanted one, each with a description.
+
+`diff(wanted, current)` with a `Current` from `inspect` gives only what differs, so a second run
+right after an apply gives nothing. With `current=None` (nothing is known, as for `servicedb
+sql`), every object is created and every grant is stated in full.
+
+Only what the plan manages is touched: its roles, their memberships, its databases and what is
+inside them. Privileges that an unmanaged role holds on a managed object are left alone (and
+reported by `verify`); nothing is ever dropped.
+"""
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from servicedb.inspect import MANAGED_SETTINGS, Contents, Current, DatabaseState
+from servicedb.plan import PUBLIC, DefaultPrivilege, Grant, ObjectType, Plan, Role, ServicePlan
+from servicedb.sql import PRIVILEGES, Password, Statement, grantee, ident, in_privilege_order, privilege_list
+
+ON_TARGET = {
+    ObjectType.DATABASE: "DATABASE",
+    ObjectType.SCHEMA: "SCHEMA",
+    ObjectType.TABLE: "ALL TABLES IN SCHEMA",
+    ObjectType.SEQUENCE: "ALL SEQUENCES IN SCHEMA",
+}
+DEFAULT_TARGET = {ObjectType.TABLE: "TABLES", ObjectType.SEQUENCE: "SEQUENCES"}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Changes:
+    statements: tuple[Statement, ...]
+    problems: tuple[str, ...]
+    """What cannot be applied as declared (an extension the server does not have); apply refuses."""
+
+
+def diff(wanted: Plan, current: Current | None) -> Changes:
+    statements: list[Statement] = []
+    problems: list[str] = []
+    managed = {role.name for service in wanted.services for role in service.roles}
+    for service in wanted.services:
+        statements += role_changes(service.owner, current)
+        statements += role_changes(service.reader, current)
+    for service in wanted.services:
+        for user in service.login_users:
+            statements += role_changes(user, current)
+    statements += membership_changes(wanted, current, managed)
+    for service in wanted.services:
+        database = current.databases.get(service.database.name) if current else None
+        statements += database_changes(service, database, current)
+        statements += contents_changes(service, database.contents if database else None, managed)
+        if current:
+            missing = [e.name for e in service.extensions if e.name not in current.available_extensions]
+            problems += [
+                f"extension {name} of service {service.service} is not available on this server "
+                f"(pg_available_extensions); install it on the server or remove it from the service"
+                for name in missing
+            ]
+    return Changes(statements=tuple(statements), problems=tuple(problems))
+
+
+def wanted_settings(role: Role) -> dict[str, str]:
+    settings = {}
+    if role.statement_timeout_ms is not None:
+        settings["statement_timeout"] = str(role.statement_timeout_ms)
+    if role.idle_in_transaction_timeout_ms is not None:
+        settings["idle_in_transaction_session_timeout"] = str(role.idle_in_transaction_timeout_ms)
+    if role.search_path:
+        settings["search_path"] = ", ".join(ident(name).as_string() for name in role.search_path)
+    if role.assume_role:
+        settings["role"] = role.assume_role
+    return settings
+
+
+def unquoted(value: str | None) -> str | None:
+    """A setting as compared: PostgreSQL stores `search_path` with quotes only where needed."""
+    return value.replace('"', "") if value is not None else None
+
+
+def setting_value(name: str, value: str) -> sql.Composable:
+    if name == "search_path":
+        return sql.SQL(value)
+    if name == "role":
+        return sql.Literal(value)
+    return sql.Literal(int(value))
+
+
+def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
+    state = current.roles.get(role.name) if current else None
+    login = sql.SQL("LOGIN" if role.login else "NOLOGIN")
+    inherit = sql.SQL("INHERIT" if role.inherit else "NOINHERIT")
+    limit = sql.SQL(str(int(role.connection_limit)))
+    if state is None:
+        options = [login, inherit, sql.SQL("CONNECTION LIMIT {}").format(limit)]
+        if role.login:
+            options.append(sql.SQL("PASSWORD {}").format(Password(role.name)))
+        kind = "login user" if role.login else "NOLOGIN role"
+        yield Statement(
+            description=f"create {kind} {role.name} ({role.kind})",
+            query=sql.SQL("CREATE ROLE {} {}").format(ident(role.name), sql.SQL(" ").join(options)),
+        )
+        current_settings: Mapping[str, str] = {}
+    else:
+        changes = []
+        if state.login != role.login:
+            changes.append((login, f"{'allow' if role.login else 'forbid'} login"))
+        if state.inherit != role.inherit:
+            changes.append((inherit, "inherit privileges" if role.inherit else "stop inheriting privileges"))
+        if state.connection_limit != role.connection_limit:
+            changes.append(
+                (
+                    sql.SQL("CONNECTION LIMIT {}").format(limit),
+                    f"connection limit {state.connection_limit} -> {role.connection_limit}",
+                )
+            )
+        if changes:
+            yield Statement(
+                description=f"{role.name}: " + ", ".join(what for _, what in changes),
+                query=sql.SQL("ALTER ROLE {} {}").format(ident(role.name), sql.SQL(" ").join(o for o, _ in changes)),
+            )
+        if role.login and current and current.password_ok.get(role.name) is False:
+            yield Statement(
+                description=f"{role.name}: set the password from its secret (the current one is rejected)",
+                query=sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident(role.name), Password(role.name)),
+            )
+        current_settings = state.settings
+
+    settings = wanted_settings(role)
+    for name in MANAGED_SETTINGS:
+        value, now = settings.get(name), current_settings.get(name)
+        if value is not None and unquoted(value) != unquoted(now):
+            yield Statement(
+                description=f"{role.name}: {name} = {value}" + (f" (was {now})" if now is not None else ""),
+                query=sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                    ident(role.name), sql.SQL(name), setting_value(name, value)
+                ),
+            )
+        elif value is None and now is not None:
+            yield Statement(
+                description=f"{role.name}: reset {name} (was {now})",
+                query=sql.SQL("ALTER ROLE {} RESET {}").format(ident(role.name), sql.SQL(name)),
+            )
+
+
+def membership_changes(wanted: Plan, current: Current | None, managed: set[str]) -> Iterator[Statement]:
+    for service in wanted.services:
+        owner = service.owner.name
+        if current is None or owner not in current.acting_as:
+            yield Statement(
+                description=f"the admin acts as {owner}, to create and grant what {owner} owns",
+                query=sql.SQL("GRANT {} TO CURRENT_USER").format(ident(owner)),
+            )
+    wanted_pairs = [(m.member, m.role) for m in wanted.memberships]
+    have = current.memberships if current else frozenset()
+    for member, role in wanted_pairs:
+        if (member, role) not in have:
+            yield Statement(
+                description=f"grant {role} to {member}",
+                query=sql.SQL("GRANT {} TO {}").format(ident(role), ident(member)),
+            )
+    for member, role in sorted(have - set(wanted_pairs)):
+        if member in managed:
+            yield Statement(
+                description=f"revoke {role} from {member} (not declared)",
+                query=sql.SQL("REVOKE {} FROM {}").format(ident(role), ident(member)),
+            )
+
+
+def database_changes(service: ServicePlan, state: DatabaseState | None, current: Current | None) -> Iterator[Statement]:
+    database = service.database
+    limit = sql.SQL(str(int(database.connection_limit)))
+    if state is None:
+        yield Statement(
+            description=f"create database {database.name} owned by {database.owner}",
+            query=sql.SQL("CREATE DATABASE {} OWNER {} CONNECTION LIMIT {}").format(
+                ident(database.name), ident(database.owner), limit
+            ),
+            autocommit=True,
+        )
+    else:
+        if state.owner != database.owner:
+            yield Statement(
+                description=f"database {database.name}: owner {state.owner} -> {database.owner}",
+                query=sql.SQL("ALTER DATABASE {} OWNER TO {}").format(ident(database.name), ident(database.owner)),
+            )
+        if state.connection_limit != database.connection_limit:
+            yield Statement(
+                description=(
+                    f"database {database.name}: connection limit {state.connection_limit} -> {database.connection_limit}"
+                ),
+                query=sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(ident(database.name), limit),
+            )
+    # A new database's ACL is PostgreSQL's default: PUBLIC may CONNECT and create TEMPORARY tables.
+    acl = state.acl if state else {PUBLIC: frozenset({"CONNECT", "TEMPORARY"})}
+    for grant in service.grants:
+        if grant.object_type == ObjectType.DATABASE:
+            yield from grant_changes(grant, acl.get(grant.grantee, frozenset()), role=database.owner)
+
+
+def contents_changes(service: ServicePlan, contents: Contents | None, managed: set[str]) -> Iterator[Statement]:
+    """Statements inside the service's database, run as its owner; everything when `contents` is None."""
+    owner, name = service.owner.name, service.database.name
+
+    def inside(statements: Iterable[Statement]) -> Iterator[Statement]:
+        for statement in statements:
+            yield Statement(description=statement.description, query=statement.query, database=name, role=owner)
+
+    schema = service.schema
+    schemas = contents.schemas if contents else {}
+    if schema.name not in schemas:
+        yield from inside(
+            [
+                Statement(
+                    description=f"create schema {name}.{schema.name} owned by {owner}",
+                    query=sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(ident(schema.name), ident(owner)),
+                )
+            ]
+        )
+    elif schemas[schema.name][0] != schema.owner:
+        yield from inside(
+            [
+                Statement(
+                    description=f"schema {name}.{schema.name}: owner {schemas[schema.name][0]} -> {owner}",
+                    query=sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(ident(schema.name), ident(owner)),
+                )
+            ]
+        )
+
+    for grant in service.grants:
+        if grant.object_type == ObjectType.SCHEMA:
+            if contents is None or grant.schema not in schemas:
+                # Unknown: a new schema is the owner's alone; `public` may still let PUBLIC create.
+                have = frozenset(PRIVILEGES[ObjectType.SCHEMA]) if grant.grantee == PUBLIC else frozenset()
+            else:
+                have = schemas[grant.schema][1].get(grant.grantee, frozenset())
+            yield from inside(grant_changes(grant, have))
+        elif grant.object_type in (ObjectType.TABLE, ObjectType.SEQUENCE):
+            relations = contents.relations_in(grant.schema or "", grant.object_type) if contents else ()
+            held = [r.acl.get(grant.grantee, frozenset()) for r in relations]
+            if contents is None:
+                everywhere = frozenset()  # unknown: state the grant
+            else:  # on every existing object; with none, there is nothing to grant
+                everywhere = frozenset.intersection(*held) if held else frozenset(grant.privileges)
+            anywhere = frozenset.union(frozenset(), *held)
+            yield from inside(grant_changes(grant, everywhere, anywhere=anywhere))
+    if contents:
+        yield from inside(stray_grants(service, contents, managed))
+
+    for default in service.default_privileges:
+        have = contents.default_acls.get((owner, default.schema, default.object_type), {}) if contents else {}
+        yield from inside(default_privilege_changes(default, have.get(default.grantee, frozenset())))
+    if contents:
+        declared = {(d.schema, d.object_type, d.grantee) for d in service.default_privileges}
+        for (role, schema_name, object_type), acl in sorted(contents.default_acls.items(), key=str):
+            if role != owner or schema_name != schema.name:
+                continue
+            for grantee_name, privileges in sorted(acl.items()):
+                if (schema_name, object_type, grantee_name) not in declared and grantee_name != owner:
+                    stray = DefaultPrivilege(
+                        database=name,
+                        schema=schema_name,
+                        owner=owner,
+                        object_type=object_type,
+                        grantee=grantee_name,
+                        privileges=(),
+                    )
+                    yield from inside(default_privilege_changes(stray, privileges))
+
+    installed = contents.extensions if contents else {}
+    for extension in service.extensions:
+        if extension.name not in installed:
+            yield from inside(
+                [
+                    Statement(
+                        description=f"create extension {extension.name} in {name}.{extension.schema}",
+                        query=sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA {}").format(
+                            ident(extension.name), ident(extension.schema)
+                        ),
+                    )
+                ]
+            )
+
+
+def stray_grants(service: ServicePlan, contents: Contents, managed: set[str]) -> Iterator[Statement]:
+    """Revoke what PUBLIC or a managed role holds on the service's objects without a declaration."""
+    declared = {(g.schema, g.object_type, g.grantee) for g in service.grants}
+    schema_names = {g.schema for g in service.grants if g.object_type == ObjectType.SCHEMA}
+    for schema_name in sorted(schema_names):
+        if schema_name not in contents.schemas:
+            continue
+        owner, acl = contents.schemas[schema_name]
+        for name, privileges in sorted(acl.items()):
+            if (schema_name, ObjectType.SCHEMA, name) not in declared and name != owner and revocable(name, managed):
+                yield revoke(ObjectType.SCHEMA, sql.SQL("SCHEMA {}").format(ident(schema_name)), privileges, name,
+                             f"schema {service.database.name}.{schema_name}")
+    for relation in contents.relations:
+        if relation.schema != service.schema.name:
+            continue
+        for name, privileges in sorted(relation.acl.items()):
+            if (relation.schema, relation.object_type, name) in declared or name == relation.owner:
+                continue
+            if revocable(name, managed):
+                keyword = "TABLE" if relation.object_type == ObjectType.TABLE else "SEQUENCE"
+                target = sql.SQL(keyword + " {}.{}").format(ident(relation.schema), ident(relation.name))
+                yield revoke(relation.object_type, target, privileges, name,
+                             f"{relation.object_type} {service.database.name}.{relation.schema}.{relation.name}")
+
+
+def revocable(grantee_name: str, managed: set[str]) -> bool:
+    return grantee_name == PUBLIC or grantee_name in managed
+
+
+def revoke(object_type: ObjectType, target: sql.Composable, privileges: frozenset[str], name: str, what: str) -> Statement:
+    privileges_in_order = in_privilege_order(object_type, privileges)
+    return Statement(
+        description=f"revoke {', '.join(privileges_in_order)} on {what} from {display(name)} (not declared)",
+        query=sql.SQL("REVOKE {} ON {} FROM {}").format(privilege_list(privileges_in_order), target, grantee(name)),
+    )
+
+
+def display(role: str) -> str:
+    return "PUBLIC" if role == PUBLIC else role
+
+
+def grant_target(grant: Grant) -> sql.Composable:
+    name = grant.database if grant.object_type == ObjectType.DATABASE else grant.schema or ""
+    return sql.SQL(ON_TARGET[grant.object_type] + " {}").format(ident(name))
+
+
+def grant_changes(
+    grant: Grant, have: frozenset[str], *, anywhere: frozenset[str] | None = None, role: str | None = None
+) -> Iterator[Statement]:
+    """GRANT what `grant` lacks (`have`: held on every object), REVOKE the rest (`anywhere`: on any)."""
+    wanted = frozenset(grant.privileges)
+    missing = in_privilege_order(grant.object_type, wanted - have)
+    extra = in_privilege_order(grant.object_type, (have if anywhere is None else anywhere) - wanted)
+    target = grant_target(grant)
+    what = grant.description.split(" on ", 1)[1]
+    if extra:
+        yield Statement(
+            description=f"revoke {', '.join(extra)} on {what} from {display(grant.grantee)}",
+            query=sql.SQL("REVOKE {} ON {} FROM {}").format(privilege_list(extra), target, grantee(grant.grantee)),
+            role=role,
+        )
+    if missing:
+        yield Statement(
+            description=f"grant {', '.join(missing)} on {what} to {display(grant.grantee)}",
+            query=sql.SQL("GRANT {} ON {} TO {}").format(privilege_list(missing), target, grantee(grant.grantee)),
+            role=role,
+        )
+
+
+def default_privilege_changes(default: DefaultPrivilege, have: frozenset[str]) -> Iterator[Statement]:
+    wanted = frozenset(default.privileges)
+    missing = in_privilege_order(default.object_type, wanted - have)
+    extra = in_privilege_order(default.object_type, have - wanted)
+    objects = DEFAULT_TARGET[default.object_type]
+    prefix = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {}").format(
+        ident(default.owner), ident(default.schema)
+    )
+    where = f"{default.object_type}s {default.owner} creates in {default.database}.{default.schema}"
+    if extra:
+        yield Statement(
+            description=f"{display(default.grantee)} no longer gets {', '.join(extra)} on {where}",
+            query=sql.SQL("{} REVOKE {} ON {} FROM {}").format(
+                prefix, privilege_list(extra), sql.SQL(objects), grantee(default.grantee)
+            ),
+        )
+    if missing:
+        yield Statement(
+            description=f"{display(default.grantee)} gets {', '.join(missing)} on {where}",
+            query=sql.SQL("{} GRANT {} ON {} TO {}").format(
+                prefix, privilege_list(missing), sql.SQL(objects), grantee(default.grantee)
+            ),
+        )
+

@@ -1,0 +1,279 @@
+"""The current state: what the managed roles, databases and schemas look like on a live server.
+
+Read from the catalogs with a fixed number of queries on the admin connection (roles, settings,
+memberships, databases and their ACLs) plus one round of queries per managed database (schemas,
+tables, sequences, default privileges, extensions, each with `aclexplode`), so the cost grows
+with the number of services, never with its square. Only the managed names are read; nothing
+here writes.
+
+Privileges are kept per grantee, with `public` standing for PUBLIC.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import psycopg
+
+from servicedb.plan import PUBLIC, ObjectType, Plan
+
+Acl = Mapping[str, frozenset[str]]
+"""Grantee to the privileges it holds on one object."""
+
+MANAGED_SETTINGS = ("statement_timeout", "idle_in_transaction_session_timeout", "search_path", "role")
+"""Role settings the plan decides; any other setting of a managed role is left as it is."""
+
+RELATION_KINDS = {
+    "r": ObjectType.TABLE,
+    "p": ObjectType.TABLE,
+    "v": ObjectType.TABLE,
+    "m": ObjectType.TABLE,
+    "f": ObjectType.TABLE,
+    "S": ObjectType.SEQUENCE,
+}
+"""pg_class.relkind to the object type of `GRANT ... ON ALL TABLES|SEQUENCES IN SCHEMA`."""
+
+DEFAULT_ACL_TYPES = {"r": ObjectType.TABLE, "S": ObjectType.SEQUENCE}
+
+GRANTEE = "CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END"
+USER_SCHEMAS = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RoleState:
+    name: str
+    login: bool
+    inherit: bool
+    connection_limit: int
+    superuser: bool
+    createdb: bool
+    createrole: bool
+    settings: Mapping[str, str]
+    """Role-wide settings (`ALTER ROLE ... SET`), e.g. `{"statement_timeout": "30000"}`."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Relation:
+    schema: str
+    name: str
+    object_type: ObjectType
+    owner: str
+    acl: Acl
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Contents:
+    """What is inside one database."""
+
+    schemas: Mapping[str, tuple[str, Acl]]
+    """Schema name to (owner, ACL)."""
+    relations: tuple[Relation, ...]
+    default_acls: Mapping[tuple[str, str | None, ObjectType], Acl]
+    """(owner, schema or None for the database-wide defaults, object type) to the ACL it adds."""
+    extensions: Mapping[str, str]
+    """Installed extension to its schema."""
+
+    def relations_in(self, schema: str, object_type: ObjectType) -> tuple[Relation, ...]:
+        return tuple(r for r in self.relations if r.schema == schema and r.object_type == object_type)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DatabaseState:
+    name: str
+    owner: str
+    connection_limit: int
+    acl: Acl
+    contents: Contents | None
+    """None when the admin could not connect to it (it is not yet the owner's member)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Current:
+    server_version: int
+    """`server_version_num`, e.g. 160002."""
+    current_user: str
+    roles: Mapping[str, RoleState]
+    """The managed roles that exist."""
+    memberships: frozenset[tuple[str, str]]
+    """(member, role) pairs where either side is a managed role."""
+    acting_as: frozenset[str]
+    """Managed roles whose privileges the admin holds (it can act as the owner)."""
+    databases: Mapping[str, DatabaseState]
+    """The managed databases that exist."""
+    available_extensions: frozenset[str]
+    password_ok: Mapping[str, bool] = field(default_factory=dict)
+    """Login user to whether its secret's password logs in; absent when not checked."""
+
+
+def acl_rows(rows: list[tuple[str, str | None]]) -> Acl:
+    acl: dict[str, set[str]] = {}
+    for grantee, privilege in rows:
+        if grantee is not None:
+            acl.setdefault(grantee, set()).add(privilege)
+    return {grantee: frozenset(privileges) for grantee, privileges in acl.items()}
+
+
+def inspect(
+    conn: psycopg.Connection,
+    wanted: Plan,
+    *,
+    connect: Callable[[str], psycopg.Connection],
+) -> Current:
+    """Read the current state of everything `wanted` manages.
+
+    `conn` is the admin connection; `connect(database)` opens an admin connection to another
+    database, used for the managed databases the admin can enter.
+    """
+    role_names = [role.name for service in wanted.services for role in service.roles]
+    database_names = [service.database.name for service in wanted.services]
+    owners = [service.owner.name for service in wanted.services]
+
+    version, current_user = conn.execute("SELECT current_setting('server_version_num')::int, current_user").fetchone()
+    roles = {}
+    for row in conn.execute(
+        """
+        SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolconnlimit, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
+               coalesce(s.setconfig, '{}')
+        FROM pg_roles r
+        LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
+        WHERE r.rolname = ANY(%s)
+        """,
+        (role_names,),
+    ):
+        name, login, inherit, limit, superuser, createdb, createrole, config = row
+        roles[name] = RoleState(
+            name=name,
+            login=login,
+            inherit=inherit,
+            connection_limit=limit,
+            superuser=superuser,
+            createdb=createdb,
+            createrole=createrole,
+            settings=dict(item.split("=", 1) for item in config),
+        )
+    memberships = frozenset(
+        conn.execute(
+            """
+            SELECT m.rolname, g.rolname
+            FROM pg_auth_members a
+            JOIN pg_roles m ON m.oid = a.member
+            JOIN pg_roles g ON g.oid = a.roleid
+            WHERE (m.rolname = ANY(%(roles)s) OR g.rolname = ANY(%(roles)s)) AND m.rolname <> current_user
+            """,
+            {"roles": role_names},
+        ).fetchall()
+    )
+    acting_as = frozenset(
+        name
+        for (name,) in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND pg_has_role(current_user, oid, 'USAGE')",
+            (owners,),
+        )
+    )
+    available = frozenset(name for (name,) in conn.execute("SELECT name FROM pg_available_extensions"))
+
+    databases: dict[str, tuple[str, int, list[tuple[str, str | None]]]] = {}
+    for name, owner, limit, grantee, privilege in conn.execute(
+        f"""
+        SELECT d.datname, pg_get_userbyid(d.datdba), d.datconnlimit, {GRANTEE}, a.privilege_type
+        FROM pg_database d
+        LEFT JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a ON true
+        WHERE d.datname = ANY(%s)
+        """,
+        (database_names,),
+    ):
+        databases.setdefault(name, (owner, limit, []))[2].append((grantee, privilege))
+
+    states = {}
+    for name, (owner, limit, acl) in databases.items():
+        contents = None
+        if owner in acting_as:
+            with connect(name) as database_conn:
+                contents = inspect_contents(database_conn)
+        states[name] = DatabaseState(
+            name=name, owner=owner, connection_limit=limit, acl=acl_rows(acl), contents=contents
+        )
+    return Current(
+        server_version=version,
+        current_user=current_user,
+        roles=roles,
+        memberships=memberships,
+        acting_as=acting_as,
+        databases=states,
+        available_extensions=available,
+    )
+
+
+def inspect_contents(conn: psycopg.Connection) -> Contents:
+    """Schemas, tables, sequences, default privileges and extensions of the connected database."""
+    schemas: dict[str, tuple[str, list[tuple[str, str | None]]]] = {}
+    for schema, owner, grantee, privilege in conn.execute(
+        f"""
+        SELECT n.nspname, pg_get_userbyid(n.nspowner), {GRANTEE}, a.privilege_type
+        FROM pg_namespace n
+        LEFT JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a ON true
+        WHERE {USER_SCHEMAS}
+        """
+    ):
+        schemas.setdefault(schema, (owner, []))[1].append((grantee, privilege))
+
+    relations: dict[tuple[str, str], tuple[str, str, list[tuple[str, str | None]]]] = {}
+    for schema, name, kind, owner, grantee, privilege in conn.execute(
+        f"""
+        SELECT n.nspname, c.relname, c.relkind::text, pg_get_userbyid(c.relowner), {GRANTEE}, a.privilege_type
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN LATERAL aclexplode(
+            coalesce(c.relacl, acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))
+        ) a ON true
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {USER_SCHEMAS}
+        """
+    ):
+        relations.setdefault((schema, name), (kind, owner, []))[2].append((grantee, privilege))
+
+    default_acls: dict[tuple[str, str | None, ObjectType], list[tuple[str, str | None]]] = {}
+    for owner, schema, kind, grantee, privilege in conn.execute(
+        f"""
+        SELECT pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype::text, {GRANTEE}, a.privilege_type
+        FROM pg_default_acl d
+        LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+        CROSS JOIN LATERAL aclexplode(d.defaclacl) a
+        WHERE d.defaclobjtype IN ('r', 'S')
+        """
+    ):
+        default_acls.setdefault((owner, schema, DEFAULT_ACL_TYPES[kind]), []).append((grantee, privilege))
+
+    extensions = dict(
+        conn.execute(
+            "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        ).fetchall()
+    )
+    return Contents(
+        schemas={name: (owner, acl_rows(acl)) for name, (owner, acl) in schemas.items()},
+        relations=tuple(
+            Relation(schema=schema, name=name, object_type=RELATION_KINDS[kind], owner=owner, acl=acl_rows(acl))
+            for (schema, name), (kind, owner, acl) in sorted(relations.items())
+        ),
+        default_acls={key: acl_rows(acl) for key, acl in default_acls.items()},
+        extensions=extensions,
+    )
+
+
+
+def check_passwords(connect_as: Callable[[str, str], psycopg.Connection], passwords: Mapping[str, str]) -> dict[str, bool]:
+    """Whether each user logs in with its password: False only when the server rejects it.
+
+    `connect_as(user, password)` opens a connection. Any refusal after authentication (no
+    CONNECT on the database, the role's connection limit, NOLOGIN) still proves the password.
+    """
+    result = {}
+    for user, password in passwords.items():
+        try:
+            connect_as(user, password).close()
+        except psycopg.OperationalError as error:
+            state = getattr(error, "sqlstate", None)
+            result[user] = state != "28P01" and "password authentication failed" not in str(error)
+        except psycopg.Error:
+            result[user] = True
+        else:
+            result[user] = True
+    return result
