@@ -75,7 +75,9 @@ def run(
     return count
 
 
-def execute(conn: psycopg.Connection, statement: Statement, passwords: Mapping[str, str], log: Callable[[str], None]) -> None:
+def execute(
+    conn: psycopg.Connection, statement: Statement, passwords: Mapping[str, str], log: Callable[[str], None]
+) -> None:
     where = statement.database or "admin database"
     log(f"-- {statement.description}\n{statement.text};")
     try:

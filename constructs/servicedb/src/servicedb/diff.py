@@ -291,8 +291,13 @@ def stray_grants(service: ServicePlan, contents: Contents, managed: set[str]) ->
         owner, acl = contents.schemas[schema_name]
         for name, privileges in sorted(acl.items()):
             if (schema_name, ObjectType.SCHEMA, name) not in declared and name != owner and revocable(name, managed):
-                yield revoke(ObjectType.SCHEMA, sql.SQL("SCHEMA {}").format(ident(schema_name)), privileges, name,
-                             f"schema {service.database.name}.{schema_name}")
+                yield revoke(
+                    ObjectType.SCHEMA,
+                    sql.SQL("SCHEMA {}").format(ident(schema_name)),
+                    privileges,
+                    name,
+                    f"schema {service.database.name}.{schema_name}",
+                )
     for relation in contents.relations:
         if relation.schema != service.schema.name:
             continue
@@ -302,15 +307,22 @@ def stray_grants(service: ServicePlan, contents: Contents, managed: set[str]) ->
             if revocable(name, managed):
                 keyword = "TABLE" if relation.object_type == ObjectType.TABLE else "SEQUENCE"
                 target = sql.SQL(keyword + " {}.{}").format(ident(relation.schema), ident(relation.name))
-                yield revoke(relation.object_type, target, privileges, name,
-                             f"{relation.object_type} {service.database.name}.{relation.schema}.{relation.name}")
+                yield revoke(
+                    relation.object_type,
+                    target,
+                    privileges,
+                    name,
+                    f"{relation.object_type} {service.database.name}.{relation.schema}.{relation.name}",
+                )
 
 
 def revocable(grantee_name: str, managed: set[str]) -> bool:
     return grantee_name == PUBLIC or grantee_name in managed
 
 
-def revoke(object_type: ObjectType, target: sql.Composable, privileges: frozenset[str], name: str, what: str) -> Statement:
+def revoke(
+    object_type: ObjectType, target: sql.Composable, privileges: frozenset[str], name: str, what: str
+) -> Statement:
     privileges_in_order = in_privilege_order(object_type, privileges)
     return Statement(
         description=f"revoke {', '.join(privileges_in_order)} on {what} from {display(name)} (not declared)",
@@ -373,4 +385,3 @@ def default_privilege_changes(default: DefaultPrivilege, have: frozenset[str]) -
                 prefix, privilege_list(missing), sql.SQL(objects), grantee(default.grantee)
             ),
         )
-

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from servicedb.plan import PUBLIC, ObjectType, Plan
+from servicedb.plan import ObjectType, Plan
 
 Acl = Mapping[str, frozenset[str]]
 """Grantee to the privileges it holds on one object."""
@@ -35,7 +35,7 @@ RELATION_KINDS = {
 DEFAULT_ACL_TYPES = {"r": ObjectType.TABLE, "S": ObjectType.SEQUENCE}
 
 GRANTEE = "CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END"
-USER_SCHEMAS = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+USER_SCHEMAS = "left(n.nspname, 3) <> 'pg_' AND n.nspname <> 'information_schema'"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -258,8 +258,9 @@ def inspect_contents(conn: psycopg.Connection) -> Contents:
     )
 
 
-
-def check_passwords(connect_as: Callable[[str, str], psycopg.Connection], passwords: Mapping[str, str]) -> dict[str, bool]:
+def check_passwords(
+    connect_as: Callable[[str, str], psycopg.Connection], passwords: Mapping[str, str]
+) -> dict[str, bool]:
     """Whether each user logs in with its password: False only when the server rejects it.
 
     `connect_as(user, password)` opens a connection. Any refusal after authentication (no

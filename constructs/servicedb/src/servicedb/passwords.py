@@ -27,7 +27,11 @@ class SecretsError(RuntimeError):
 def generate_password(length: int) -> str:
     while True:
         password = "".join(secrets.choice(ALPHABET) for _ in range(length))
-        if any(c.islower() for c in password) and any(c.isupper() for c in password) and any(c.isdigit() for c in password):
+        if (
+            any(c.islower() for c in password)
+            and any(c.isupper() for c in password)
+            and any(c.isdigit() for c in password)
+        ):
             return password
 
 

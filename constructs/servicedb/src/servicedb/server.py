@@ -179,9 +179,7 @@ class LocalServer:
         settings = {**SERVER_SETTINGS, "port": str(self.port), "unix_socket_directories": str(self.directory)}
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
-        (self.data / "pg_hba.conf").write_text(
-            "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"
-        )
+        (self.data / "pg_hba.conf").write_text("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n")
 
     def _create_admin(self) -> None:
         import psycopg

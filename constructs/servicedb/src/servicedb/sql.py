@@ -151,5 +151,7 @@ def render_script(statements: Iterable[Statement], *, admin_database: str = "pos
         "-- Run as the cluster's admin (CREATEDB, CREATEROLE): psql --set ON_ERROR_STOP=1 -f <this file>",
     ]
     if passwords:
-        header.append("-- Passwords are psql variables, never written here: " + " ".join(f"-v {p}=..." for p in passwords))
+        header.append(
+            "-- Passwords are psql variables, never written here: " + " ".join(f"-v {p}=..." for p in passwords)
+        )
     return "\n".join(header + lines).strip() + "\n"

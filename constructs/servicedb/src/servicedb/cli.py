@@ -1,0 +1,271 @@
+"""`servicedb`: the plan as SQL, and plan, apply and verify it on a live PostgreSQL server.
+
+    servicedb sql    [--services DIR] [--env ENV]
+    servicedb plan   --url URL [--services DIR] [--env ENV]
+    servicedb apply  --url URL [--services DIR] [--env ENV]
+    servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
+    servicedb demo   [--services DIR]
+
+User errors (bad declarations, an unreachable server, a missing secret, a failed statement)
+print one clear message and exit 1, without a traceback. No command prints a password.
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from servicedb.apply import ApplyError, run
+from servicedb.diff import Changes, diff
+from servicedb.errors import DeclarationError
+from servicedb.inspect import Current, check_passwords, inspect
+from servicedb.load import load_declarations, load_services
+from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
+from servicedb.plan import Plan, plan_services
+from servicedb.server import ServerError
+from servicedb.spec import Environment, find_problems
+from servicedb.sql import render_script
+from servicedb.verify import FORMATS, verify
+
+LOCAL = "local"
+URL_VARIABLE = "SERVICEDB_URL"
+
+
+class UsageError(Exception):
+    """Anything the user can fix; printed as is."""
+
+
+def local_environment(host: str, port: int) -> Environment:
+    """The environment used without `--env`: a server of your own, secrets in a local file."""
+    return Environment(
+        name=LOCAL,
+        region="us-east-1",
+        account_id="000000000000",
+        cluster_identifier=LOCAL,
+        endpoint=host,
+        port=port,
+        master_secret_arn="arn:aws:secretsmanager:us-east-1:000000000000:secret:servicedb-local",
+        engine_version="16",
+        secret_recovery_window_days=0,
+    )
+
+
+def load_plan(args: argparse.Namespace, *, host: str = "localhost", port: int = 5432) -> Plan:
+    """The plan of `--services` for `--env`, or for the local environment without it."""
+    if args.env:
+        declarations = load_declarations(args.services, args.environments)
+        try:
+            environment = declarations.environment(args.env)
+        except KeyError as error:
+            raise UsageError(f"--env {args.env}: {error.args[0]} in {args.environments}") from None
+        return plan_services(declarations.services, environment)
+    services, problems = load_services(args.services)
+    environment = local_environment(host, port)
+    problems += find_problems(services, [(environment, "the local environment")])
+    if problems:
+        raise DeclarationError(problems)
+    return plan_services([service for service, _ in services], environment)
+
+
+def redacted(url: str) -> str:
+    """The URL's connection parameters without the password, for messages."""
+    params = conninfo_to_dict(url)
+    params.pop("password", None)
+    return make_conninfo(**params)
+
+
+class Server:
+    """Connections to the server behind `--url`, as its admin or as a login user."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        params = conninfo_to_dict(url)
+        self.host = str(params.get("host") or "localhost")
+        self.port = int(params.get("port") or 5432)
+        self.admin_database = str(params.get("dbname") or "postgres")
+
+    def connect(self, database: str | None = None) -> psycopg.Connection:
+        try:
+            return psycopg.connect(
+                self.url,
+                dbname=database or self.admin_database,
+                autocommit=True,
+                application_name="servicedb",
+                connect_timeout=15,
+            )
+        except psycopg.OperationalError as error:
+            reason = str(error).strip().splitlines()[-1]
+            raise UsageError(f"cannot connect to {redacted(self.url)} (database {database}): {reason}") from None
+
+    def connect_as(self, user: str, password: str) -> psycopg.Connection:
+        return psycopg.connect(self.url, user=user, password=password, dbname=self.admin_database, connect_timeout=15)
+
+
+def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | SecretsManagerSecrets:
+    if args.secrets == "aws":
+        import boto3
+
+        return SecretsManagerSecrets(boto3.client("secretsmanager", region_name=plan.environment.region))
+    return LocalSecrets(Path(args.secrets or f".servicedb/{plan.environment.name}-secrets.json"))
+
+
+def current_state(server: Server, plan: Plan, passwords: dict[str, str]) -> Current:
+    with server.connect() as conn:
+        current = inspect(conn, plan, connect=server.connect)
+    logins = {user: pw for user, pw in passwords.items() if user in current.roles and current.roles[user].login}
+    return dataclasses.replace(current, password_ok=check_passwords(server.connect_as, logins))
+
+
+def changes_for(
+    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, write_secrets: bool
+) -> tuple[Changes, dict[str, str]]:
+    """The statements that take the server to `plan`, and the login users' passwords."""
+    if isinstance(store, LocalSecrets) and not write_secrets:
+        stored = store.read()
+        passwords = {e["username"]: e["password"] for e in stored.values() if "username" in e and "password" in e}
+    else:
+        passwords = store.passwords(plan, host=server.host, port=server.port)
+    return diff(plan, current_state(server, plan, passwords)), passwords
+
+
+def apply_plan(
+    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, out: Callable[[str], None]
+) -> dict[str, str]:
+    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords."""
+    changes, passwords = changes_for(server, plan, store, write_secrets=True)
+    if changes.problems:
+        raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
+    if not changes.statements:
+        out("-- nothing to do: the server matches the declarations")
+        return passwords
+    count = run(changes.statements, connect=server.connect, passwords=passwords, log=out)
+    out(f"-- applied {count} statements")
+    return passwords
+
+
+def cmd_sql(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    plan = load_plan(args)
+    out(render_script(diff(plan, None).statements).rstrip("\n"))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    server = Server(args.url)
+    plan = load_plan(args, host=server.host, port=server.port)
+    changes, _ = changes_for(server, plan, password_store(args, plan), write_secrets=False)
+    for problem in changes.problems:
+        out(f"-- cannot apply: {problem}")
+    if not changes.statements:
+        out("-- nothing to do: the server matches the declarations")
+        return 1 if changes.problems else 0
+    out(render_script(changes.statements, admin_database=server.admin_database).rstrip("\n"))
+    out(f"-- {len(changes.statements)} statements to apply")
+    return 1 if changes.problems else 0
+
+
+def cmd_apply(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    server = Server(args.url)
+    plan = load_plan(args, host=server.host, port=server.port)
+    apply_plan(server, plan, password_store(args, plan), out=out)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    server = Server(args.url)
+    plan = load_plan(args, host=server.host, port=server.port)
+    with server.connect() as conn:
+        report = verify(conn, plan, connect=server.connect)
+    out(FORMATS[args.format](report).rstrip("\n"))
+    return 0 if report.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from servicedb.demo import demo
+
+    return demo(args.services, out=out)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="servicedb",
+        description="Per-service, isolated PostgreSQL access: the plan as SQL, plan/apply/verify on a live server.",
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str, *, url: bool, environment: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument(
+            "--services",
+            type=Path,
+            default=Path("services"),
+            metavar="DIR",
+            help="directory of service declarations, one <name>.py each (default: ./services)",
+        )
+        if environment:
+            sub.add_argument(
+                "--env",
+                metavar="ENV",
+                help="environment from --environments; without it, a local server with secrets in a local file",
+            )
+            sub.add_argument(
+                "--environments",
+                type=Path,
+                default=Path("environments.toml"),
+                metavar="FILE",
+                help="environment declarations (default: ./environments.toml)",
+            )
+        if url:
+            sub.add_argument(
+                "--url",
+                default=os.environ.get(URL_VARIABLE),
+                required=URL_VARIABLE not in os.environ,
+                help=f"libpq URL of the admin connection (CREATEDB, CREATEROLE); default: ${URL_VARIABLE}. "
+                "Keep the password out of it: use PGPASSWORD or ~/.pgpass",
+            )
+            sub.add_argument(
+                "--secrets",
+                metavar="FILE|aws",
+                help="where login users' passwords are: 'aws' for Secrets Manager (the secrets the Terraform "
+                "stack created), or a 0600 JSON file (default: .servicedb/<env>-secrets.json)",
+            )
+        return sub
+
+    command("sql", "Print the plan as SQL (a psql script), for review; connects to nothing.", url=False)
+    command("plan", "Inspect the server and print the statements apply would run.", url=True)
+    command("apply", "Inspect the server and run only the statements that differ.", url=True)
+    verify_parser = command(
+        "verify", "Print the effective-access matrix and every difference; exit 1 if any.", url=True
+    )
+    verify_parser.add_argument(
+        "--format", choices=sorted(FORMATS), default="text", help="output format (default: text)"
+    )
+    command(
+        "demo",
+        "Start a throwaway PostgreSQL, apply the services, print the matrix, remove it all.",
+        url=False,
+        environment=False,
+    )
+    return top
+
+
+COMMANDS = {"sql": cmd_sql, "plan": cmd_plan, "apply": cmd_apply, "verify": cmd_verify, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, out)
+    except DeclarationError as error:
+        print(f"servicedb {args.command}: fix these declarations first:\n{error}", file=sys.stderr)
+    except (UsageError, ApplyError, SecretsError, ServerError) as error:
+        print(f"servicedb {args.command}: {error}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

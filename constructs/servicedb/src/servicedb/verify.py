@@ -1,0 +1,359 @@
+"""Verify a live server: the effective-access matrix and every difference from the declarations.
+
+The matrix is computed by the server itself (`has_database_privilege`, `has_schema_privilege`,
+`has_table_privilege`, `has_sequence_privilege`, `pg_has_role`), so it shows what each login user
+can really do, through any grant or membership, and not what the plan meant to grant. One query
+on the admin connection, then one per managed database: the number of queries grows with the
+services, never with their square.
+
+Levels, lowest to highest: none, read (SELECT on tables, now or by default privileges),
+write (INSERT, UPDATE, DELETE, TRUNCATE, or sequence USAGE/UPDATE), ddl (can create in a schema,
+create schemas, or become an owner).
+"""
+
+import html
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+
+import psycopg
+
+from servicedb.diff import diff
+from servicedb.inspect import USER_SCHEMAS, inspect
+from servicedb.plan import Plan, RoleKind
+
+
+class Level(IntEnum):
+    NONE = 0
+    READ = 1
+    WRITE = 2
+    DDL = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Access:
+    """What one login user can do in one database, and why."""
+
+    level: Level
+    connect: bool
+    temporary: bool
+    ddl: tuple[str, ...]
+    """Why it has ddl: `CREATE on schema x`, `member of x_owner`, ..."""
+    writes: tuple[str, ...]
+    """`INSERT on schema.table`, ..., and `future tables (default privileges)`."""
+    reads: int
+    """Tables and sequences it can SELECT."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Difference:
+    kind: str
+    """`access` (the matrix differs from the declarations), `drift` (a statement apply would
+    run), `unmanaged` (an undeclared login role reaches a managed database)."""
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Report:
+    databases: tuple[str, ...]
+    users: tuple[str, ...]
+    """Managed login users, then undeclared login roles that reach a managed database."""
+    access: dict[str, dict[str, Access]]
+    expected: dict[str, dict[str, Level]]
+    differences: tuple[Difference, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def expected_levels(wanted: Plan) -> dict[str, dict[str, Level]]:
+    """What the declarations grant: own database write (app) or ddl (migrator), declared reads."""
+    readers = {m.member: set() for m in wanted.reads}
+    for membership in wanted.reads:
+        readers[membership.member].add(membership.role)
+    result: dict[str, dict[str, Level]] = {}
+    for service in wanted.services:
+        for user in service.login_users:
+            own = Level.DDL if user.kind == RoleKind.MIGRATOR else Level.WRITE
+            result[user.name] = {
+                other.database.name: (
+                    own
+                    if other is service
+                    else Level.READ
+                    if other.reader.name in readers.get(user.name, ())
+                    else Level.NONE
+                )
+                for other in wanted.services
+            }
+    return result
+
+
+DATABASE_ACCESS = """
+SELECT r.rolname, d.datname,
+       has_database_privilege(r.oid, d.oid, 'CONNECT'),
+       has_database_privilege(r.oid, d.oid, 'TEMPORARY'),
+       has_database_privilege(r.oid, d.oid, 'CREATE'),
+       pg_has_role(r.oid, d.datdba, 'MEMBER')
+FROM pg_roles r CROSS JOIN pg_database d
+WHERE r.rolname = ANY(%(users)s) AND d.datname = ANY(%(databases)s)
+"""
+
+UNMANAGED_LOGIN_ROLES = """
+SELECT rolname FROM pg_roles
+WHERE rolcanlogin AND NOT rolsuper AND rolname <> current_user AND rolname <> ALL(%(managed)s)
+  AND rolname !~ '^(pg_|rds)'
+ORDER BY rolname
+"""
+
+WRITE_TABLE = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+WRITE_SEQUENCE = ("USAGE", "UPDATE")
+
+SCHEMA_ACCESS = f"""
+WITH users AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY(%(users)s)),
+schemas AS (SELECT n.oid, n.nspname, n.nspowner FROM pg_namespace n WHERE {USER_SCHEMAS}),
+relations AS (
+    SELECT c.oid, c.relkind, s.oid AS nsp, format('%%I.%%I', s.nspname, c.relname) AS name
+    FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+),
+privileges AS (
+    SELECT u.oid AS usr, r.name, p.privilege,
+           CASE WHEN r.relkind = 'S' THEN has_sequence_privilege(u.oid, r.oid, p.privilege)
+                ELSE has_table_privilege(u.oid, r.oid, p.privilege) END AS held
+    FROM users u CROSS JOIN relations r
+    CROSS JOIN LATERAL unnest(CASE WHEN r.relkind = 'S' THEN ARRAY['SELECT', 'USAGE', 'UPDATE']
+                                   ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'] END) p(privilege)
+    WHERE has_schema_privilege(u.oid, r.nsp, 'USAGE')
+),
+defaults AS (
+    SELECT u.oid AS usr, a.privilege_type, d.defaclobjtype
+    FROM users u
+    JOIN pg_default_acl d ON true
+    JOIN schemas s ON s.oid = d.defaclnamespace
+    CROSS JOIN LATERAL aclexplode(d.defaclacl) a
+    WHERE (a.grantee = 0 OR pg_has_role(u.oid, a.grantee, 'USAGE')) AND has_schema_privilege(u.oid, s.oid, 'USAGE')
+)
+SELECT u.rolname,
+    ARRAY(SELECT 'CREATE on schema ' || s.nspname FROM schemas s
+          WHERE has_schema_privilege(u.oid, s.oid, 'CREATE') ORDER BY 1)
+    || ARRAY(SELECT 'member of ' || pg_get_userbyid(o.owner) FROM
+             (SELECT DISTINCT nspowner AS owner FROM schemas) o
+             WHERE pg_has_role(u.oid, o.owner, 'MEMBER') AND o.owner <> 'pg_database_owner'::regrole ORDER BY 1),
+    ARRAY(SELECT p.privilege || ' on ' || p.name FROM privileges p
+          WHERE p.usr = u.oid AND p.held AND p.privilege <> 'SELECT' ORDER BY p.name, p.privilege)
+    || ARRAY(SELECT DISTINCT d.privilege_type || ' on future ' || CASE d.defaclobjtype WHEN 'S' THEN 'sequences' ELSE 'tables' END
+             FROM defaults d WHERE d.usr = u.oid
+               AND (d.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+                    OR (d.defaclobjtype = 'S' AND d.privilege_type = 'USAGE'))),
+    (SELECT count(*) FROM privileges p WHERE p.usr = u.oid AND p.held AND p.privilege = 'SELECT')
+    + (SELECT count(*) FROM defaults d WHERE d.usr = u.oid AND d.privilege_type = 'SELECT')
+FROM users u
+"""
+
+
+def verify(conn: psycopg.Connection, wanted: Plan, *, connect: Callable[[str], psycopg.Connection]) -> Report:
+    """Compute the matrix on the live server and compare it, and its state, with `wanted`."""
+    expected = expected_levels(wanted)
+    managed_roles = [role.name for service in wanted.services for role in service.roles]
+    users = list(expected)
+    unmanaged = [name for (name,) in conn.execute(UNMANAGED_LOGIN_ROLES, {"managed": managed_roles})]
+    databases = [service.database.name for service in wanted.services]
+    current = inspect(conn, wanted, connect=connect)
+
+    database_access = {
+        (user, database): (can_connect, temporary, create, owner_member)
+        for user, database, can_connect, temporary, create, owner_member in conn.execute(
+            DATABASE_ACCESS, {"users": users + unmanaged, "databases": databases}
+        )
+    }
+    inside: dict[tuple[str, str], tuple[list[str], list[str], int]] = {}
+    for database in databases:
+        if database not in current.databases or current.databases[database].contents is None:
+            continue
+        with connect(database) as database_conn:
+            for user, ddl, writes, reads in database_conn.execute(SCHEMA_ACCESS, {"users": users + unmanaged}):
+                inside[(user, database)] = (ddl, writes, reads)
+
+    access: dict[str, dict[str, Access]] = {}
+    for user in users + unmanaged:
+        access[user] = {}
+        for database in databases:
+            can_connect, temporary, create, owner_member = database_access.get(
+                (user, database), (False, False, False, False)
+            )
+            schema_ddl, writes, reads = inside.get((user, database), ([], [], 0))
+            owner = current.databases[database].owner if database in current.databases else ""
+            ddl = [f"CREATE on database {database}"] if create else []
+            ddl += [f"member of {owner}"] if owner_member else []
+            ddl = list(dict.fromkeys(ddl + schema_ddl))
+            level = Level.NONE
+            if can_connect:
+                level = Level.DDL if ddl else Level.WRITE if writes else Level.READ if reads else Level.NONE
+            access[user][database] = Access(
+                level=level,
+                connect=bool(can_connect),
+                temporary=bool(temporary and can_connect),
+                ddl=tuple(ddl),
+                writes=tuple(writes),
+                reads=reads,
+            )
+
+    differences = []
+    for user in users:
+        for database in databases:
+            got, declared = access[user][database], expected[user][database]
+            if got.level != declared:
+                why = got.ddl if got.level == Level.DDL else got.writes if got.level == Level.WRITE else ()
+                detail = f": {', '.join(why[:5])}" + (" ..." if len(why) > 5 else "") if why else ""
+                second_writer = got.level >= Level.WRITE and declared < Level.WRITE
+                prefix = "second writer: " if second_writer and got.writes else ""
+                differences.append(
+                    Difference(
+                        kind="access",
+                        message=f"{prefix}{user} has {got.level} on {database} (declared: {declared}){detail}",
+                    )
+                )
+            elif got.connect and declared == Level.NONE:
+                differences.append(
+                    Difference(kind="access", message=f"{user} can connect to {database} (declared: none)")
+                )
+            if got.temporary:
+                differences.append(
+                    Difference(kind="access", message=f"{user} can create temporary tables in {database}")
+                )
+    reaching = []
+    for user in unmanaged:
+        for database in databases:
+            got = access[user][database]
+            if got.connect:
+                reaching.append(user)
+                differences.append(
+                    Difference(
+                        kind="unmanaged",
+                        message=f"{user} is not declared but has {got.level} on {database}"
+                        + (" (can connect)" if got.level == Level.NONE else ""),
+                    )
+                )
+    changes = diff(wanted, current)
+    differences += [Difference(kind="drift", message=s.description) for s in changes.statements]
+    differences += [Difference(kind="drift", message=problem) for problem in changes.problems]
+    shown = users + sorted(set(reaching))
+    return Report(
+        databases=tuple(databases),
+        users=tuple(shown),
+        access={user: access[user] for user in shown},
+        expected=expected,
+        differences=tuple(differences),
+    )
+
+
+def cell(report: Report, user: str, database: str) -> tuple[str, bool]:
+    """The cell's text and whether it matches the declarations."""
+    got = report.access[user][database].level
+    declared = report.expected.get(user, {}).get(database, Level.NONE)
+    if got == declared:
+        return ("-" if got == Level.NONE else str(got)), True
+    return f"{got} (declared {declared})", False
+
+
+def as_text(report: Report) -> str:
+    width = max(len(u) for u in report.users) if report.users else 4
+    columns = [max(len(d), 8) for d in report.databases]
+    lines = ["Effective access of each login user to each managed database (none=-, read, write, ddl):", ""]
+    lines.append(" " * width + "  " + "  ".join(d.ljust(w) for d, w in zip(report.databases, columns, strict=True)))
+    for user in report.users:
+        cells = [cell(report, user, d) for d in report.databases]
+        texts = [(text if ok else f"!{text}").ljust(w) for (text, ok), w in zip(cells, columns, strict=True)]
+        lines.append(user.ljust(width) + "  " + "  ".join(texts).rstrip())
+    lines.append("")
+    lines += differences_lines(report)
+    return "\n".join(lines) + "\n"
+
+
+def differences_lines(report: Report) -> list[str]:
+    if report.ok:
+        return ["OK: every login user's access matches the declarations."]
+    count = len(report.differences)
+    return [f"{count} difference{'s' if count > 1 else ''} from the declarations:"] + [
+        f"  {d.kind}: {d.message}" for d in report.differences
+    ]
+
+
+def as_markdown(report: Report) -> str:
+    lines = ["| login user | " + " | ".join(report.databases) + " |", "|---|" + "---|" * len(report.databases)]
+    for user in report.users:
+        cells = []
+        for database in report.databases:
+            text, ok = cell(report, user, database)
+            cells.append(text if ok else f"**{text}**")
+        lines.append(f"| `{user}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    if report.ok:
+        lines.append("All access matches the declarations.")
+    else:
+        lines.append(f"**{len(report.differences)} differences from the declarations:**")
+        lines.append("")
+        lines += [f"- {d.kind}: {d.message}" for d in report.differences]
+    return "\n".join(lines) + "\n"
+
+
+def as_html(report: Report) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(d)}</th>" for d in report.databases)
+    rows = []
+    for user in report.users:
+        cells = []
+        for database in report.databases:
+            text, ok = cell(report, user, database)
+            level = str(report.access[user][database].level)
+            cells.append(f'<td class="{level}{"" if ok else " wrong"}">{e(text)}</td>')
+        rows.append(f"<tr><th>{e(user)}</th>{''.join(cells)}</tr>")
+    if report.ok:
+        summary = '<p class="ok">All access matches the declarations.</p>'
+    else:
+        items = "".join(f"<li><b>{e(d.kind)}</b>: {e(d.message)}</li>" for d in report.differences)
+        summary = f'<p class="bad">{len(report.differences)} differences from the declarations:</p><ul>{items}</ul>'
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>servicedb: effective access</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: .3em .7em; text-align: left; }}
+td.read {{ background: #e8f1fb; }} td.write {{ background: #e6f4e6; }} td.ddl {{ background: #fdf3d8; }}
+td.wrong {{ background: #f8d7da; font-weight: bold; }} .ok {{ color: #1e7e34; }} .bad {{ color: #b02a37; }}
+</style></head><body>
+<h1>Effective access: login user &times; database</h1>
+<table><thead><tr><th>login user</th>{head}</tr></thead><tbody>
+{chr(10).join(rows)}
+</tbody></table>
+{summary}
+</body></html>
+"""
+
+
+def as_json(report: Report) -> str:
+    document = {
+        "ok": report.ok,
+        "databases": list(report.databases),
+        "users": list(report.users),
+        "access": {
+            user: {
+                database: {
+                    **asdict(a),
+                    "level": str(a.level),
+                    "declared": str(report.expected.get(user, {}).get(database, Level.NONE)),
+                }
+                for database, a in row.items()
+            }
+            for user, row in report.access.items()
+        },
+        "differences": [asdict(d) for d in report.differences],
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+FORMATS = {"text": as_text, "json": as_json, "markdown": as_markdown, "html": as_html}
