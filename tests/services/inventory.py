@@ -1,0 +1,5 @@
+"""Test service `inventory`: read by checkout."""
+
+from servicedb import Service
+
+SERVICE = Service(name="inventory")
