@@ -6,7 +6,6 @@ uses the password from the secrets file that `servicedb apply` wrote.
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from servicedb.server import LocalServer
 
 SERVICES = Path(__file__).parent / "services"
 OWN_TABLE = "items"
+TERMINATE_APPLY = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'servicedb'"
 
 
 @dataclass
@@ -55,7 +55,9 @@ class Cluster:
         return psycopg.connect(self.server.url(user, self.password(user), database), autocommit=True)
 
     def admin(self, database: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(self.server.admin_url, password=self.server.admin_password, dbname=database, autocommit=True)
+        return psycopg.connect(
+            self.server.admin_url, password=self.server.admin_password, dbname=database, autocommit=True
+        )
 
 
 @pytest.fixture(scope="module")
@@ -306,9 +308,7 @@ def test_interrupted_apply_is_completed_by_the_next(server: LocalServer, tmp_pat
                 statements.append(line)
                 if len(statements) == at:
                     with psycopg.connect(fresh.admin_url, password=fresh.admin_password, autocommit=True) as conn:
-                        conn.execute(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'servicedb'"
-                        )
+                        conn.execute(TERMINATE_APPLY)
 
         url = ["--url", fresh.admin_url_with_password]
         assert main(["apply", *url, *args], out=out) == 1

@@ -185,9 +185,8 @@ def database_changes(service: ServicePlan, state: DatabaseState | None, current:
             )
         if state.connection_limit != database.connection_limit:
             yield Statement(
-                description=(
-                    f"database {database.name}: connection limit {state.connection_limit} -> {database.connection_limit}"
-                ),
+                description=f"database {database.name}: connection limit "
+                f"{state.connection_limit} -> {database.connection_limit}",
                 query=sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(ident(database.name), limit),
             )
     # A new database's ACL is PostgreSQL's default: PUBLIC may CONNECT and create TEMPORARY tables.

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 ADMIN = "servicedb_admin"
 SUPERUSER = "postgres"
@@ -123,7 +124,7 @@ class LocalServer:
         return f"postgresql://{ADMIN}@127.0.0.1:{self.port}/postgres"
 
     def url(self, user: str, password: str, database: str = "postgres") -> str:
-        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{self.port}/{database}"
 
     @property
     def admin_url_with_password(self) -> str:

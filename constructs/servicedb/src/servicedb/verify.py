@@ -146,7 +146,8 @@ SELECT u.rolname,
              WHERE pg_has_role(u.oid, o.owner, 'MEMBER') AND o.owner <> 'pg_database_owner'::regrole ORDER BY 1),
     ARRAY(SELECT p.privilege || ' on ' || p.name FROM privileges p
           WHERE p.usr = u.oid AND p.held AND p.privilege <> 'SELECT' ORDER BY p.name, p.privilege)
-    || ARRAY(SELECT DISTINCT d.privilege_type || ' on future ' || CASE d.defaclobjtype WHEN 'S' THEN 'sequences' ELSE 'tables' END
+    || ARRAY(SELECT DISTINCT d.privilege_type || ' on future '
+                    || CASE d.defaclobjtype WHEN 'S' THEN 'sequences' ELSE 'tables' END
              FROM defaults d WHERE d.usr = u.oid
                AND (d.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
                     OR (d.defaclobjtype = 'S' AND d.privilege_type = 'USAGE'))),
