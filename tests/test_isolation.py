@@ -216,6 +216,20 @@ def test_verify_names_a_second_writer_and_apply_removes_it(cluster: Cluster) -> 
     assert cluster.cli("verify")[0] == 0
 
 
+def test_apply_revokes_an_undeclared_connect(cluster: Cluster) -> None:
+    with cluster.admin() as conn:
+        conn.execute("SET ROLE ledger_owner")
+        conn.execute("GRANT CONNECT ON DATABASE ledger TO delivery_app")
+    cluster.login("delivery_app", "ledger").close()
+    code, output = cluster.cli("verify")
+    assert code == 1
+    assert "delivery_app can connect to ledger (declared: none)" in output
+    assert "drift: revoke CONNECT on database ledger from delivery_app (not declared)" in output
+    assert cluster.cli("apply")[0] == 0
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        cluster.login("delivery_app", "ledger")
+
+
 def test_verify_names_a_public_grant_and_apply_removes_it(cluster: Cluster) -> None:
     with cluster.admin() as conn:
         conn.execute("SET ROLE inventory_owner")

@@ -47,7 +47,7 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     statements += membership_changes(wanted, current, managed)
     for service in wanted.services:
         database = current.databases.get(service.database.name) if current else None
-        statements += database_changes(service, database, current)
+        statements += database_changes(service, database, managed)
         statements += contents_changes(service, database.contents if database else None, managed)
         if current:
             missing = [e.name for e in service.extensions if e.name not in current.available_extensions]
@@ -166,7 +166,7 @@ def membership_changes(wanted: Plan, current: Current | None, managed: set[str])
             )
 
 
-def database_changes(service: ServicePlan, state: DatabaseState | None, current: Current | None) -> Iterator[Statement]:
+def database_changes(service: ServicePlan, state: DatabaseState | None, managed: set[str]) -> Iterator[Statement]:
     database = service.database
     limit = sql.SQL(str(int(database.connection_limit)))
     if state is None:
@@ -191,9 +191,21 @@ def database_changes(service: ServicePlan, state: DatabaseState | None, current:
             )
     # A new database's ACL is PostgreSQL's default: PUBLIC may CONNECT and create TEMPORARY tables.
     acl = state.acl if state else {PUBLIC: frozenset({"CONNECT", "TEMPORARY"})}
+    declared = set()
     for grant in service.grants:
         if grant.object_type == ObjectType.DATABASE:
+            declared.add(grant.grantee)
             yield from grant_changes(grant, acl.get(grant.grantee, frozenset()), role=database.owner)
+    for name, privileges in sorted(acl.items()):
+        if name not in declared and name != database.owner and revocable(name, managed):
+            statement = revoke(
+                ObjectType.DATABASE,
+                sql.SQL("DATABASE {}").format(ident(database.name)),
+                privileges,
+                name,
+                f"database {database.name}",
+            )
+            yield Statement(description=statement.description, query=statement.query, role=database.owner)
 
 
 def contents_changes(service: ServicePlan, contents: Contents | None, managed: set[str]) -> Iterator[Statement]:
