@@ -10,11 +10,15 @@ Privileges are kept per grantee, with `public` standing for PUBLIC.
 """
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
 
 from servicedb.plan import ObjectType, Plan
+
+PARALLEL_CONNECTIONS = 4
+"""Connections opened at once to read the databases and check passwords; each is short-lived."""
 
 Acl = Mapping[str, frozenset[str]]
 """Grantee to the privileges it holds on one object."""
@@ -183,15 +187,19 @@ def inspect(
     ):
         databases.setdefault(name, (owner, limit, []))[2].append((grantee, privilege))
 
-    states = {}
-    for name, (owner, limit, acl) in databases.items():
-        contents = None
-        if owner in acting_as:
-            with connect(name) as database_conn:
-                contents = inspect_contents(database_conn)
-        states[name] = DatabaseState(
-            name=name, owner=owner, connection_limit=limit, acl=acl_rows(acl), contents=contents
+    def contents_of(name: str) -> Contents:
+        with connect(name) as database_conn:
+            return inspect_contents(database_conn)
+
+    enterable = [name for name, (owner, _, _) in databases.items() if owner in acting_as]
+    with ThreadPoolExecutor(max_workers=PARALLEL_CONNECTIONS) as pool:
+        contents = dict(zip(enterable, pool.map(contents_of, enterable), strict=True))
+    states = {
+        name: DatabaseState(
+            name=name, owner=owner, connection_limit=limit, acl=acl_rows(acl), contents=contents.get(name)
         )
+        for name, (owner, limit, acl) in databases.items()
+    }
     return Current(
         server_version=version,
         current_user=current_user,
@@ -266,15 +274,16 @@ def check_passwords(
     `connect_as(user, password)` opens a connection. Any refusal after authentication (no
     CONNECT on the database, the role's connection limit, NOLOGIN) still proves the password.
     """
-    result = {}
-    for user, password in passwords.items():
+
+    def logs_in(user: str) -> bool:
         try:
-            connect_as(user, password).close()
+            connect_as(user, passwords[user]).close()
         except psycopg.OperationalError as error:
-            state = getattr(error, "sqlstate", None)
-            result[user] = state != "28P01" and "password authentication failed" not in str(error)
+            return getattr(error, "sqlstate", None) != "28P01" and "password authentication failed" not in str(error)
         except psycopg.Error:
-            result[user] = True
-        else:
-            result[user] = True
-    return result
+            return True
+        return True
+
+    users = list(passwords)
+    with ThreadPoolExecutor(max_workers=PARALLEL_CONNECTIONS) as pool:
+        return dict(zip(users, pool.map(logs_in, users), strict=True))
