@@ -558,8 +558,9 @@ def network_problems(environment: Environment, *, source: str) -> list[Problem]:
     # Where the operator VPC is, and how the stack reaches it.
     operator_account = network.operator_account_id or environment.account_id
     operator_region = network.operator_region or environment.region
-    if network.operator_account_id is not None:
-        check_pattern("operator_account_id", ACCOUNT_PATTERN, "123456789012")
+    given_account = network.operator_account_id is not None
+    if given_account and not check_pattern("operator_account_id", ACCOUNT_PATTERN, "123456789012"):
+        operator_account = environment.account_id  # reported once; no second problem about the role
     if network.operator_region is not None:
         check_pattern("operator_region", REGION_PATTERN, "eu-west-1")
     if network.operator_role_arn is not None:
