@@ -265,6 +265,8 @@ class OperatorAccess(Construct):
             from_port=ingress.port,
             to_port=ingress.port,
             description=ingress.description,
+            # A security group across the peering can be referenced only once the peering is active.
+            depends_on=[self.accepter or self.peering],
             provider=database_provider,
             **source,
         )
