@@ -429,4 +429,5 @@ def test_operator_network_accepts_lists_where_tuples_are_meant():
     network = operator_network(operator_route_table_ids=["rtb-0a0000000000000a1"], host_https_egress_cidrs=[])
     assert network.operator_route_table_ids == ("rtb-0a0000000000000a1",)
     assert network.host_https_egress_cidrs == ()
+    assert operator_network(host="ssm").host is OperatorHost.SSM
     assert environment(name="prod").network_stack_name == "prod-operator-network"

@@ -198,10 +198,13 @@ class OperatorNetwork:
     """
 
     def __post_init__(self) -> None:
+        # A list where a tuple is meant, or "ssm" where OperatorHost.SSM is meant; accept them.
         for name in ("operator_route_table_ids", "database_route_table_ids", "host_https_egress_cidrs"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        if not isinstance(self.host, OperatorHost) and self.host in [host.value for host in OperatorHost]:
+            object.__setattr__(self, "host", OperatorHost(self.host))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
