@@ -8,7 +8,7 @@ from cdktf import Testing
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from servicedb.errors import DeclarationError
-from servicedb.network import NetworkPlan, Side, SourceKind, check_invariants, plan_network
+from servicedb.network import EgressRule, NetworkPlan, Side, SourceKind, check_invariants, plan_network
 from servicedb.plan import PlanInvariantError
 from servicedb.spec import OperatorHost
 from servicedb.stack import OperatorNetworkStack
@@ -126,10 +126,24 @@ def test_plan_picks_the_amazon_linux_of_the_hosts_architecture():
             "the cluster rule is open to '0.0.0.0/0'",
         ),
         (lambda p: {"routes": p.routes_on(Side.OPERATOR)}, "no route on the database side"),
+        (
+            lambda p: {
+                "host": dataclasses.replace(
+                    p.host, egress=(*p.host.egress, EgressRule(port=5432, cidr="10.9.0.0/16", description="x"))
+                )
+            },
+            "the host may open port 5432 to 10.9.0.0/16",
+        ),
+        (
+            lambda p: {
+                "host": dataclasses.replace(p.host, egress=(EgressRule(port=22, cidr="10.0.0.0/16", description="x"),))
+            },
+            "the host may open port 22 to 10.0.0.0/16",
+        ),
     ],
 )
 def test_invariants_catch_a_broken_plan(change, expected):
-    plan = planned()
+    plan = planned(**SSM_HOST)
     with pytest.raises(PlanInvariantError, match=expected):
         check_invariants(dataclasses.replace(plan, **change(plan)))
 

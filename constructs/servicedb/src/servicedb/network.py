@@ -250,8 +250,9 @@ def check_invariants(wanted: NetworkPlan) -> None:
         if not wanted.routes_on(side):
             problems.append(f"no route on the {side} side")
     if wanted.host is not None:
+        database_vpc = wanted.environment.network.database_vpc_cidr if wanted.environment.network else None
         for rule in wanted.host.egress:
-            if rule.port not in (HTTPS_PORT, wanted.environment.port):
+            if rule.port != HTTPS_PORT and (rule.port, rule.cidr) != (wanted.environment.port, database_vpc):
                 problems.append(f"the host may open port {rule.port} to {rule.cidr}")
     if problems:
         raise PlanInvariantError("the operator network breaks its rules:\n  " + "\n  ".join(problems))
