@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """`cdktf synth` runs this: one `<env>-database-access` stack per environment in environments.toml,
-with every service declared in services/."""
+with every service declared in services/, and an `<env>-operator-network` stack for each
+environment with a `[<env>.network]` table."""
 
 import sys
 

@@ -1,6 +1,6 @@
 """Valid declarations to build test cases from, each with the fields a test changes."""
 
-from servicedb.spec import Environment, Reads, Service
+from servicedb.spec import Environment, OperatorNetwork, Reads, Service
 
 
 def environment(**overrides: object) -> Environment:
@@ -20,3 +20,19 @@ def environment(**overrides: object) -> Environment:
 
 def reading(name: str, *others: str, **fields: object) -> Service:
     return Service(name=name, reads=tuple(Reads(service=other) for other in others), **fields)  # type: ignore[arg-type]
+
+
+def operator_network(**overrides: object) -> OperatorNetwork:
+    """A valid operator network in the environment's account and region, with `overrides` applied."""
+    values: dict[str, object] = {
+        "operator_vpc_id": "vpc-0a0000000000000a1",
+        "operator_vpc_cidr": "10.100.0.0/16",
+        "operator_route_table_ids": ("rtb-0a0000000000000a1",),
+        "database_vpc_id": "vpc-0d0000000000000d1",
+        "database_vpc_cidr": "10.0.0.0/16",
+        "database_route_table_ids": ("rtb-0d0000000000000d1", "rtb-0d0000000000000d2"),
+        "cluster_security_group_id": "sg-0d0000000000000d1",
+        "operator_security_group_id": "sg-0a0000000000000a1",
+    }
+    values.update(overrides)
+    return OperatorNetwork(**values)  # type: ignore[arg-type]

@@ -20,11 +20,19 @@ def snapshot_json(snapshot):
     return snapshot.use_extension(JSONSnapshotExtension)
 
 
-def test_one_database_access_stack_per_environment(synthesized):
-    assert sorted(synthesized) == ["dev-database-access", "prod-database-access"]
+DATABASE_STACKS = ["dev-database-access", "prod-database-access"]
 
 
-@pytest.mark.parametrize("stack", ["dev-database-access", "prod-database-access"])
+def test_a_database_access_and_an_operator_network_stack_per_environment(synthesized):
+    assert sorted(synthesized) == [
+        "dev-database-access",
+        "dev-operator-network",
+        "prod-database-access",
+        "prod-operator-network",
+    ]
+
+
+@pytest.mark.parametrize("stack", DATABASE_STACKS)
 def test_stack_matches_snapshot(synthesized, snapshot_json, stack):
     # CI never updates snapshots: a change here is reviewed with `pytest --snapshot-update`.
     assert synthesized[stack] == snapshot_json
@@ -33,8 +41,8 @@ def test_stack_matches_snapshot(synthesized, snapshot_json, stack):
 def test_postgresql_provider_is_configured_for_aurora(synthesized):
     [provider] = synthesized["prod-database-access"]["provider"]["postgresql"]
     assert provider == {
-        "host": "prod-main.cluster-c9b8a7d6e5f4.eu-west-1.rds.amazonaws.com",
-        "port": 5432,
+        "host": "${var.postgresql_host}",
+        "port": "${var.postgresql_port}",
         "database": "postgres",
         "username": "${jsondecode(data.aws_secretsmanager_secret_version.master_secret.secret_string).username}",
         "password": "${jsondecode(data.aws_secretsmanager_secret_version.master_secret.secret_string).password}",
@@ -45,6 +53,18 @@ def test_postgresql_provider_is_configured_for_aurora(synthesized):
     }
     master = synthesized["prod-database-access"]["data"]["aws_secretsmanager_secret_version"]["master_secret"]
     assert master["secret_id"].startswith("arn:aws:secretsmanager:eu-west-1:222222222222:secret:rds!cluster-")
+
+
+def test_postgresql_provider_connects_to_the_endpoint_unless_told_otherwise(synthesized):
+    # A port forward from a laptop overrides both: TF_VAR_postgresql_host=localhost, ...
+    variables = synthesized["prod-database-access"]["variable"]
+    assert variables["postgresql_host"]["default"] == "prod-main.cluster-c9b8a7d6e5f4.eu-west-1.rds.amazonaws.com"
+    assert variables["postgresql_host"]["type"] == "string"
+    assert variables["postgresql_port"]["default"] == 5432
+    assert variables["postgresql_port"]["type"] == "number"
+    # The secrets the services read always carry the endpoint, never the provider's host.
+    for version in synthesized["prod-database-access"]["resource"]["aws_secretsmanager_secret_version"].values():
+        assert '"host" = "prod-main.cluster-c9b8a7d6e5f4.eu-west-1.rds.amazonaws.com"' in version["secret_string"]
 
 
 def test_aws_provider_is_pinned_to_the_environments_account(synthesized):
@@ -68,8 +88,8 @@ def test_prod_state_is_in_encrypted_locked_s3_and_dev_state_is_local(synthesized
     assert "s3" not in synthesized["dev-database-access"]["terraform"].get("backend", {})
 
 
-def test_every_service_is_in_every_stack(synthesized):
-    for document in synthesized.values():
+def test_every_service_is_in_every_database_stack(synthesized):
+    for document in (synthesized[stack] for stack in DATABASE_STACKS):
         databases = sorted(d["name"] for d in document["resource"]["postgresql_database"].values())
         assert databases == ["billing", "catalog", "orders", "shipping"]
 
@@ -85,7 +105,8 @@ def test_passwords_appear_only_as_references(synthesized):
         else:
             yield path, value
 
-    for stack, document in synthesized.items():
+    for stack in DATABASE_STACKS:
+        document = synthesized[stack]
         passwords = [(path, value) for path, value in walk(document, stack) if path.endswith(".password")]
         assert len(passwords) == 1 + 8  # the provider's, and each login user's role
         for path, value in passwords:
@@ -175,8 +196,8 @@ def test_cdktf_synth_writes_the_same_stacks_as_the_tests_see(tmp_path, cdktf_cli
     assert result.returncode == 0, result.stderr
     for stack, expected in synthesized.items():
         written = json.loads((project / "cdktf.out" / "stacks" / stack / "cdk.tf.json").read_text())
-        for section in ("resource", "data", "provider", "output"):
-            assert without_metadata(written[section]) == expected[section]
+        for section in ("resource", "data", "provider", "output", "variable"):
+            assert without_metadata(written.get(section)) == expected.get(section), (stack, section)
 
 
 def test_cdktf_synth_fails_on_bad_declarations_without_a_traceback(tmp_path, cdktf_cli):

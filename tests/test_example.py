@@ -49,6 +49,9 @@ def test_the_library_builds_as_a_wheel_with_its_modules(tmp_path):
     subprocess.run([*command, str(source)], check=True)
     [wheel] = tmp_path.glob("servicedb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "spec", "plan", "construct", "stack", "load", "errors", "app"):
+    for module in (
+        *("__init__", "spec", "plan", "construct", "stack", "load", "errors", "app"),
+        *("network", "operator_access", "scan"),
+    ):
         assert f"servicedb/{module}.py" in names
     assert "servicedb/py.typed" in names

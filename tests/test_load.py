@@ -8,6 +8,7 @@ import pytest
 
 from servicedb.errors import DeclarationError
 from servicedb.load import load_declarations, load_environments, load_services
+from servicedb.spec import OperatorHost
 
 ENVIRONMENT = """
 [dev]
@@ -153,4 +154,102 @@ def test_reports_load_and_validation_problems_together(tmp_path):
             "environments.toml: [dev]: 1 problem",
             "  at engine_version: must look like '16.4', got 'sixteen'",
         ]
+    )
+
+
+NETWORK = """
+[dev.network]
+operator_vpc_id = "vpc-0a0000000000000a1"
+operator_vpc_cidr = "10.100.0.0/16"
+operator_route_table_ids = ["rtb-0a0000000000000a1"]
+database_vpc_id = "vpc-0d0000000000000d1"
+database_vpc_cidr = "10.0.0.0/16"
+database_route_table_ids = ["rtb-0d0000000000000d1"]
+cluster_security_group_id = "sg-0d0000000000000d1"
+"""
+
+
+def test_loads_the_repositorys_operator_networks(declarations):
+    dev, prod = (declarations.environment(name).network for name in ("dev", "prod"))
+    assert dev.host == OperatorHost.SSM
+    assert dev.database_route_table_ids == ("rtb-0de0000000000d001", "rtb-0de0000000000d002")
+    assert (prod.host, prod.operator_account_id, prod.operator_cidr) == (
+        OperatorHost.CLOUD9,
+        "333333333333",
+        "10.200.1.0/24",
+    )
+
+
+def test_loads_a_network_table_with_arrays_and_an_enum(tmp_path):
+    path = tmp_path / "environments.toml"
+    path.write_text(ENVIRONMENT + NETWORK + 'operator_cidr = "10.100.1.0/24"\nhost = "cloud9"\n')
+    [(environment, _)], problems = load_environments(path)
+    assert problems == []
+    assert environment.network.operator_route_table_ids == ("rtb-0a0000000000000a1",)
+    assert environment.network.host is OperatorHost.CLOUD9
+    assert environment.network_stack_name == "dev-operator-network"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            'operator_cidrs = "10.100.1.0/24"\n',
+            "at network.operator_cidrs: unknown setting; did you mean 'operator_cidr'?",
+        ),
+        ("host = 'ec2'\n", "at network.host: must be one of 'none', 'cloud9', 'ssm', got 'ec2'"),
+        ("host_instance_type = 3\n", "at network.host_instance_type: must be a string, got 3"),
+        (
+            "host_https_egress_cidrs = '10.100.0.0/16'\n",
+            "at network.host_https_egress_cidrs: must be an array of strings, got '10.100.0.0/16'",
+        ),
+        (
+            "host_https_egress_cidrs = [16]\n",
+            "at network.host_https_egress_cidrs: must be an array of strings, got [16]",
+        ),
+    ],
+)
+def test_rejects_bad_network_tables(tmp_path, extra, expected):
+    path = tmp_path / "environments.toml"
+    path.write_text(ENVIRONMENT + NETWORK + extra)
+    _, problems = load_environments(path)
+    assert [f"{p.subject} at {p.at}: {p.message}" for p in problems] == [f"[dev] {expected}"]
+
+
+def test_rejects_a_network_that_is_not_a_table(tmp_path):
+    path = tmp_path / "environments.toml"
+    path.write_text(ENVIRONMENT + 'network = "vpc-0a0000000000000a1"\n')
+    _, [problem] = load_environments(path)
+    assert (problem.at, problem.message) == ("network", "must be a table of settings, got 'vpc-0a0000000000000a1'")
+
+
+def test_rejects_a_network_table_without_its_required_settings(tmp_path):
+    path = tmp_path / "environments.toml"
+    path.write_text(ENVIRONMENT + "[dev.network]\noperator_vpc_id = 'vpc-0a0000000000000a1'\n")
+    _, problems = load_environments(path)
+    assert {p.at for p in problems} == {
+        "network.operator_vpc_cidr",
+        "network.operator_route_table_ids",
+        "network.database_vpc_id",
+        "network.database_vpc_cidr",
+        "network.database_route_table_ids",
+        "network.cluster_security_group_id",
+    }
+    assert {p.message for p in problems} == {"is required; add it to the table"}
+
+
+def test_reports_network_validation_problems_with_the_file(tmp_path):
+    services_dir = write(
+        tmp_path / "services", {"orders.py": "from servicedb import Service\nSERVICE = Service(name='orders')\n"}
+    )
+    environments = tmp_path / "environments.toml"
+    environments.write_text(ENVIRONMENT + NETWORK + 'operator_cidr = "0.0.0.0/0"\n')
+
+    with pytest.raises(DeclarationError) as raised:
+        load_declarations(services_dir, environments)
+
+    assert str(raised.value) == (
+        "environments.toml: [dev]: 1 problem\n"
+        "  at network.operator_cidr: 0.0.0.0/0 would let every address reach the cluster; give the operator "
+        "host's subnet, e.g. '10.100.1.0/24'"
     )

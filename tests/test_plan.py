@@ -246,7 +246,8 @@ def test_fails_a_plan_where_a_login_user_has_no_secret(wanted):
 def test_declarations_and_plan_import_nothing_from_cdktf():
     # The plan must outlive cdktf (archived upstream) and serve every adapter.
     code = (
-        "import sys, servicedb, servicedb.spec, servicedb.load, servicedb.plan, servicedb.app;"
+        "import sys, servicedb, servicedb.spec, servicedb.load, servicedb.plan, servicedb.network, servicedb.scan,"
+        " servicedb.app;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cdktf', 'constructs', 'jsii')"
         " or m.startswith('cdktf_')))"
     )

@@ -3,9 +3,9 @@
 import pytest
 
 from servicedb.errors import DeclarationError
-from servicedb.spec import Reads, Service, find_problems, validate
+from servicedb.spec import OperatorHost, Reads, Service, find_problems, validate
 
-from factories import environment, reading
+from factories import environment, operator_network, reading
 
 
 def messages(services, environments=()) -> list[str]:
@@ -191,3 +191,243 @@ def test_environment_defaults():
     assert env.execution_role_for(Service(name="orders")) == "prod-orders-execution"
     assert env.migration_execution_role_for(Service(name="orders", execution_role="x")) == "x"
     assert env.migration_execution_role_for(Service(name="orders", migration_execution_role="m")) == "m"
+
+
+def network_messages(**overrides: object) -> list[str]:
+    """`at <path>: <message>` of every problem of an environment with an operator network."""
+    environment_overrides = {k: overrides.pop(k) for k in ("account_id", "region", "port") if k in overrides}
+    problems = find_problems(
+        [], [(environment(network=operator_network(**overrides), **environment_overrides), "environments.toml")]
+    )
+    return [f"at {p.at}: {p.message}" for p in problems]
+
+
+SSM_HOST = {"host": OperatorHost.SSM, "host_subnet_id": "subnet-0a0000000000000a1", "operator_security_group_id": None}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"operator_security_group_id": None, "operator_cidr": "10.100.1.0/24"},
+        SSM_HOST,
+        {**SSM_HOST, "host_instance_type": "t4g.small", "host_https_egress_cidrs": ("10.100.0.0/16", "0.0.0.0/0")},
+        {"host": OperatorHost.CLOUD9, "host_subnet_id": "subnet-0a0000000000000a1"},
+        {"operator_account_id": "210987654321", "operator_role_arn": "arn:aws:iam::210987654321:role/ops/servicedb"},
+        {"operator_region": "eu-central-1", "operator_security_group_id": None, "operator_cidr": "10.100.1.0/24"},
+        {"operator_vpc_id": "vpc-0a1b2c3d", "operator_vpc_cidr": "192.168.0.0/28"},
+    ],
+)
+def test_accepts_valid_operator_networks(overrides):
+    assert network_messages(**overrides) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"operator_vpc_id": "vpc-123"},
+            "at network.operator_vpc_id: must be an id like 'vpc-0a1b2c3d4e5f67890', got 'vpc-123'",
+        ),
+        (
+            {"database_vpc_id": "sg-0d0000000000000d1"},
+            "at network.database_vpc_id: must be an id like 'vpc-0a1b2c3d4e5f67890', got 'sg-0d0000000000000d1'",
+        ),
+        (
+            {"operator_vpc_id": "vpc-0d0000000000000d1"},
+            "at network.operator_vpc_id: is the database VPC too ('vpc-0d0000000000000d1'); "
+            "a VPC cannot peer with itself",
+        ),
+        (
+            {"operator_route_table_ids": ()},
+            "at network.operator_route_table_ids: must be a non-empty array of ids like "
+            "['rtb-0a1b2c3d4e5f67890'], got ()",
+        ),
+        (
+            {"database_route_table_ids": ("rtb-0d0000000000000d1", "rtb-x")},
+            "at network.database_route_table_ids[1]: must be an id like 'rtb-0a1b2c3d4e5f67890', got 'rtb-x'",
+        ),
+        (
+            {"database_route_table_ids": ("rtb-0d0000000000000d1", "rtb-0d0000000000000d1")},
+            "at network.database_route_table_ids: 'rtb-0d0000000000000d1' is listed more than once",
+        ),
+        (
+            {"cluster_security_group_id": "sg_main"},
+            "at network.cluster_security_group_id: must be an id like 'sg-0a1b2c3d4e5f67890', got 'sg_main'",
+        ),
+        (
+            {"database_vpc_cidr": "10.0.0.0"},
+            "at network.database_vpc_cidr: must be an IPv4 CIDR block like '10.0.0.0/16', got '10.0.0.0' "
+            "(write '10.0.0.0/32' for one address)",
+        ),
+        (
+            {"database_vpc_cidr": "10.0.0.300/16"},
+            "at network.database_vpc_cidr: must be an IPv4 CIDR block like '10.0.0.0/16', got '10.0.0.300/16'",
+        ),
+        (
+            {"database_vpc_cidr": "10.0.5.0/16"},
+            "at network.database_vpc_cidr: has bits set after the prefix: '10.0.5.0/16' is inside 10.0.0.0/16; "
+            "write '10.0.0.0/16'",
+        ),
+        (
+            {"operator_vpc_cidr": "10.0.0.0/8", "operator_security_group_id": "sg-0a0000000000000a1"},
+            "at network.operator_vpc_cidr: must be between /16 and /28, the sizes AWS allows for a VPC, got /8",
+        ),
+        (
+            {"operator_vpc_cidr": "10.0.128.0/20"},
+            "at network.operator_vpc_cidr: 10.0.128.0/20 overlaps database_vpc_cidr 10.0.0.0/16; "
+            "peered VPCs need address ranges that do not overlap",
+        ),
+        (
+            {"operator_account_id": "3333"},
+            "at network.operator_account_id: must look like '123456789012', got '3333'",
+        ),
+        (
+            {"operator_region": "Frankfurt", "operator_security_group_id": None, "operator_cidr": "10.100.1.0/24"},
+            "at network.operator_region: must look like 'eu-west-1', got 'Frankfurt'",
+        ),
+        (
+            {"operator_account_id": "210987654321"},
+            "at network.operator_role_arn: is required when the operator VPC is in another account "
+            "(210987654321, not 123456789012): the role the stack assumes there",
+        ),
+        (
+            {"operator_role_arn": "servicedb-operator"},
+            "at network.operator_role_arn: must look like 'arn:aws:iam::123456789012:role/operator', "
+            "got 'servicedb-operator'",
+        ),
+        (
+            {"operator_account_id": "210987654321", "operator_role_arn": "arn:aws:iam::123456789012:role/operator"},
+            "at network.operator_role_arn: is a role in account 123456789012, but the operator VPC is in account "
+            "210987654321; give a role in the operator account",
+        ),
+    ],
+)
+def test_rejects_bad_operator_networks(overrides, expected):
+    assert network_messages(**overrides) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"operator_cidr": "10.100.1.0/24"},
+            "at network.operator_security_group_id: give exactly one of operator_security_group_id and "
+            "operator_cidr, the only source allowed to reach the cluster (got both)",
+        ),
+        (
+            {"operator_security_group_id": None},
+            "at network.operator_security_group_id: give exactly one of operator_security_group_id and "
+            "operator_cidr, the only source allowed to reach the cluster (got neither)",
+        ),
+        (
+            {**SSM_HOST, "operator_cidr": "10.100.1.0/24"},
+            "at network.operator_cidr: must be left out when host = 'ssm': the host's own security group is the source",
+        ),
+        (
+            {"operator_security_group_id": "sg-1"},
+            "at network.operator_security_group_id: must be an id like 'sg-0a1b2c3d4e5f67890', got 'sg-1'",
+        ),
+        (
+            {"operator_region": "us-east-1"},
+            "at network.operator_security_group_id: cannot be referenced from another region (operator VPC in "
+            "us-east-1, cluster in eu-west-1); give operator_cidr instead",
+        ),
+    ],
+)
+def test_rejects_anything_but_exactly_one_operator_source(overrides, expected):
+    assert network_messages(**overrides) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("cidr", "expected"),
+    [
+        (
+            "0.0.0.0/0",
+            "0.0.0.0/0 would let every address reach the cluster; give the operator host's subnet, "
+            "e.g. '10.100.1.0/24'",
+        ),
+        (
+            "10.0.0.0/8",
+            "10.0.0.0/8 is not inside operator_vpc_cidr 10.100.0.0/16: only the operator VPC reaches the cluster "
+            "over the peering",
+        ),
+        (
+            "10.101.0.0/24",
+            "10.101.0.0/24 is not inside operator_vpc_cidr 10.100.0.0/16: only the operator VPC reaches the "
+            "cluster over the peering",
+        ),
+        ("10.100.1.5", "must be an IPv4 CIDR block like '10.0.0.0/16', got '10.100.1.5' (write '10.100.1.5/32'"),
+    ],
+)
+def test_rejects_an_open_or_foreign_operator_cidr(cidr, expected):
+    [message] = network_messages(operator_security_group_id=None, operator_cidr=cidr)
+    assert message.startswith(f"at network.operator_cidr: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"host": "ec2"},
+            "at network.host: must be one of 'none', 'cloud9', 'ssm', got 'ec2'",
+        ),
+        (
+            {**SSM_HOST, "host_subnet_id": None},
+            "at network.host_subnet_id: is required when host = 'ssm': the operator subnet it runs in",
+        ),
+        (
+            {"host_subnet_id": "subnet-0a0000000000000a1"},
+            "at network.host_subnet_id: is only used when host is 'cloud9' or 'ssm'; remove it or set host",
+        ),
+        (
+            {**SSM_HOST, "host_subnet_id": "subnet-zz"},
+            "at network.host_subnet_id: must be an id like 'subnet-0a1b2c3d4e5f67890', got 'subnet-zz'",
+        ),
+        (
+            {**SSM_HOST, "host_instance_type": "small"},
+            "at network.host_instance_type: must be an EC2 instance type like 't3.small', got 'small'",
+        ),
+        (
+            {
+                "host": OperatorHost.CLOUD9,
+                "host_subnet_id": "subnet-0a0000000000000a1",
+                "host_instance_type": "t4g.small",
+            },
+            "at network.host_instance_type: 't4g.small' has an Arm processor; Cloud9 runs x86_64 only (try 't3.small')",
+        ),
+        (
+            {"host_https_egress_cidrs": ("10.100.0.0/16",)},
+            "at network.host_https_egress_cidrs: is only used when host = 'ssm'; remove it",
+        ),
+        (
+            {**SSM_HOST, "host_https_egress_cidrs": ("10.100.0.0/16", "everywhere")},
+            "at network.host_https_egress_cidrs[1]: must be an IPv4 CIDR block like '10.0.0.0/16', got 'everywhere'",
+        ),
+    ],
+)
+def test_rejects_bad_operator_hosts(overrides, expected):
+    assert network_messages(**overrides) == [expected]
+
+
+def test_rejects_a_network_that_is_not_an_operator_network():
+    [problem] = find_problems([], [(environment(network={"operator_vpc_id": "vpc-1"}), "environments.toml")])
+    assert (problem.at, problem.message) == ("network", "must be an OperatorNetwork(...), got dict")
+
+
+def test_reports_every_network_problem_at_once():
+    messages = network_messages(operator_vpc_id="vpc-1", operator_cidr="0.0.0.0/0", host="ec2")
+    assert [message.split(":")[0] for message in messages] == [
+        "at network.operator_vpc_id",
+        "at network.operator_security_group_id",
+        "at network.operator_cidr",
+        "at network.host",
+    ]
+
+
+def test_operator_network_accepts_lists_where_tuples_are_meant():
+    network = operator_network(operator_route_table_ids=["rtb-0a0000000000000a1"], host_https_egress_cidrs=[])
+    assert network.operator_route_table_ids == ("rtb-0a0000000000000a1",)
+    assert network.host_https_egress_cidrs == ()
+    assert operator_network(host="ssm").host is OperatorHost.SSM
+    assert environment(name="prod").network_stack_name == "prod-operator-network"

@@ -1,19 +1,26 @@
 """servicedb: per-service, isolated access to a shared Aurora PostgreSQL cluster.
 
-Declarations (`Service`, `Reads`, `Environment`) and the plan import nothing from cdktf; the
-construct names (`ServiceDatabase`, `ServiceDatabases`, `DatabaseAccessStack`) are loaded on
-first use, so a declaration file imports in milliseconds.
+Declarations (`Service`, `Reads`, `Environment`, `OperatorNetwork`) and the plans import nothing
+from cdktf; the construct names (`ServiceDatabase`, `ServiceDatabases`, `OperatorAccess`, and the
+stacks) are loaded on first use, so a declaration file imports in milliseconds.
 """
 
 from servicedb.errors import DeclarationError, Problem
+from servicedb.network import NetworkPlan, plan_network
 from servicedb.plan import Plan, ServicePlan, plan_service, plan_services
-from servicedb.spec import Environment, Reads, Service
+from servicedb.spec import Environment, OperatorHost, OperatorNetwork, Reads, Service
 
 __all__ = [
+    "Cloud9OperatorHost",
     "DatabaseAccessStack",
     "DatabaseUser",
     "DeclarationError",
     "Environment",
+    "NetworkPlan",
+    "OperatorAccess",
+    "OperatorHost",
+    "OperatorNetwork",
+    "OperatorNetworkStack",
     "Plan",
     "Problem",
     "Reads",
@@ -21,6 +28,8 @@ __all__ = [
     "ServiceDatabase",
     "ServiceDatabases",
     "ServicePlan",
+    "SsmOperatorHost",
+    "plan_network",
     "plan_service",
     "plan_services",
 ]
@@ -29,7 +38,11 @@ _CONSTRUCTS = {
     "DatabaseUser": "servicedb.construct",
     "ServiceDatabase": "servicedb.construct",
     "ServiceDatabases": "servicedb.construct",
+    "OperatorAccess": "servicedb.operator_access",
+    "SsmOperatorHost": "servicedb.operator_access",
+    "Cloud9OperatorHost": "servicedb.operator_access",
     "DatabaseAccessStack": "servicedb.stack",
+    "OperatorNetworkStack": "servicedb.stack",
 }
 
 

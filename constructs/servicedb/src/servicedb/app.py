@@ -1,4 +1,4 @@
-"""The synth app: every environment's database-access stack from `services/` and `environments.toml`.
+"""The synth app: every environment's stacks from `services/` and `environments.toml`.
 
 cdktf and the providers are imported only once the declarations are valid, so a bad declaration
 is reported in well under a second instead of after the providers' long import.
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from servicedb.errors import DeclarationError
 from servicedb.load import Declarations, load_declarations
+from servicedb.network import plan_network
 from servicedb.plan import plan_services
 
 if TYPE_CHECKING:
@@ -17,13 +18,16 @@ if TYPE_CHECKING:
 
 
 def build_app(declarations: Declarations, app: "App | None" = None) -> "App":
-    """Add one `<env>-database-access` stack per environment to `app` (a new App by default)."""
+    """Add one `<env>-database-access` stack per environment to `app` (a new App by default), and an
+    `<env>-operator-network` stack for each environment with a `[<env>.network]` table."""
     from cdktf import App
 
-    from servicedb.stack import DatabaseAccessStack
+    from servicedb.stack import DatabaseAccessStack, OperatorNetworkStack
 
     app = app or App()
     for environment in declarations.environments:
+        if environment.network is not None:
+            OperatorNetworkStack(app, plan=plan_network(environment))
         DatabaseAccessStack(app, plan=plan_services(declarations.services, environment))
     return app
 

@@ -4,7 +4,9 @@
 `DeclarationError` with every problem found, from loading and from validation alike.
 """
 
+import dataclasses
 import difflib
+import enum
 import importlib.util
 import os
 import tomllib
@@ -139,53 +141,90 @@ def load_environments(path: Path) -> tuple[list[tuple[Environment, str]], list[P
     return environments, problems
 
 
-ENVIRONMENT_FIELDS = {f.name: f for f in fields(Environment) if f.name != "name"}
-ENVIRONMENT_TYPES = typing.get_type_hints(Environment)
-TYPE_NAMES = {str: "a string", int: "a whole number"}
-
-
 def environment_from_table(name: str, table: object, *, source: str) -> tuple[Environment | None, list[Problem]]:
     subject = f"[{name}]"
-    if not isinstance(table, dict):
-        message = f"must be a table of settings, got {table!r}"
-        return None, [Problem(source=source, subject=subject, at="", message=message)]
+    values, problems = values_from_table(Environment, table, source=source, subject=subject, prefix="")
+    if values is None:
+        return None, problems
+    return Environment(name=name, **values), []
 
-    problems = []
+
+def values_from_table(
+    cls: type, table: object, *, source: str, subject: str, prefix: str
+) -> tuple[dict[str, object] | None, list[Problem]]:
+    """The keyword arguments of dataclass `cls` that a TOML table gives, or the table's problems.
+
+    `prefix` is the path of the table inside the environment (`network.`), so every problem says
+    where it is. Nested dataclasses are nested tables (`[dev.network]`).
+    """
+
+    def problem(at: str, message: str) -> Problem:
+        return Problem(source=source, subject=subject, at=at, message=message)
+
+    if not isinstance(table, dict):
+        return None, [problem(prefix.rstrip("."), f"must be a table of settings, got {table!r}")]
+
+    known = {f.name: f for f in fields(cls) if f.name != "name"}
+    hints = typing.get_type_hints(cls)
+    problems: list[Problem] = []
     values: dict[str, object] = {}
     for key, value in table.items():
-        if key not in ENVIRONMENT_FIELDS:
-            close = difflib.get_close_matches(key, ENVIRONMENT_FIELDS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(ENVIRONMENT_FIELDS)}"
-            problems.append(Problem(source=source, subject=subject, at=key, message=f"unknown setting; {hint}"))
+        at = f"{prefix}{key}"
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            problems.append(problem(at, f"unknown setting; {hint}"))
             continue
-        if key == "tags":
-            if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
-                problems.append(
-                    Problem(
-                        source=source, subject=subject, at=key, message=f"must be a table of strings, got {value!r}"
-                    )
-                )
-                continue
-            value = tuple(sorted(value.items()))
-        else:
-            expected = next(t for t in typing.get_args(ENVIRONMENT_TYPES[key]) or (ENVIRONMENT_TYPES[key],))
-            if isinstance(value, bool) or not isinstance(value, expected):
-                problems.append(
-                    Problem(
-                        source=source,
-                        subject=subject,
-                        at=key,
-                        message=f"must be {TYPE_NAMES[expected]}, got {value!r}",
-                    )
-                )
-                continue
-        values[key] = value
+        kind = without_none(hints[key])
+        if dataclasses.is_dataclass(kind):
+            nested, nested_problems = values_from_table(kind, value, source=source, subject=subject, prefix=f"{at}.")
+            problems += nested_problems
+            if nested is not None:
+                values[key] = kind(**nested)
+            continue
+        converted, message = convert(value, kind)
+        if message:
+            problems.append(problem(at, message))
+            continue
+        values[key] = converted
 
-    for key, spec_field in ENVIRONMENT_FIELDS.items():
+    for key, spec_field in known.items():
         required = spec_field.default is MISSING and spec_field.default_factory is MISSING
         if required and key not in table:
-            problems.append(Problem(source=source, subject=subject, at=key, message="is required; add it to the table"))
+            problems.append(problem(f"{prefix}{key}", "is required; add it to the table"))
 
     if problems:
         return None, problems
-    return Environment(name=name, **values), []
+    return values, []
+
+
+def without_none(hint: object) -> object:
+    """`X` for `X | None`."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        [kind] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return kind
+    return hint
+
+
+TYPE_NAMES = {str: "a string", int: "a whole number"}
+
+
+def convert(value: object, kind: object) -> tuple[object, str | None]:
+    """`value` from TOML as the field type `kind` wants it, or why it cannot be."""
+    if kind == tuple[tuple[str, str], ...]:  # tags: a table of strings, kept as sorted pairs
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return tuple(sorted(value.items())), None
+        return None, f"must be a table of strings, got {value!r}"
+    if kind == tuple[str, ...]:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value), None
+        return None, f"must be an array of strings, got {value!r}"
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        allowed = [member.value for member in kind]
+        if value in allowed:
+            return kind(value), None
+        return None, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+    assert kind in TYPE_NAMES, kind
+    if isinstance(value, bool) or not isinstance(value, kind):  # type: ignore[arg-type]
+        return None, f"must be {TYPE_NAMES[kind]}, got {value!r}"
+    return value, None

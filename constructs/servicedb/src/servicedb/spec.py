@@ -4,9 +4,11 @@ Nothing here imports cdktf. `validate` checks every declaration against every ru
 single `DeclarationError` listing all problems, so nothing is built from a bad declaration.
 """
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from servicedb.errors import DeclarationError, Problem
 
@@ -29,6 +31,23 @@ KMS_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f
 SECRET_PREFIX_PATTERN = re.compile(r"^[\w/+=.@-]*$")
 VERSION_PATTERN = re.compile(r"^\d+(\.\d+)?$")
 HOST_PATTERN = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$")
+IAM_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+INSTANCE_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+GRAVITON_FAMILY_PATTERN = re.compile(r"^[a-z]+\d+g")
+"""Instance families with an Arm (Graviton) processor: t4g, m7g, c6gn, im4gn, ..."""
+
+
+def aws_id_pattern(prefix: str) -> re.Pattern[str]:
+    """EC2 resource ids: the prefix, then 8 or 17 hexadecimal digits."""
+    return re.compile(rf"^{prefix}-[0-9a-f]{{8}}([0-9a-f]{{9}})?$")
+
+
+VPC_ID_PATTERN = aws_id_pattern("vpc")
+ROUTE_TABLE_ID_PATTERN = aws_id_pattern("rtb")
+SECURITY_GROUP_ID_PATTERN = aws_id_pattern("sg")
+SUBNET_ID_PATTERN = aws_id_pattern("subnet")
+VPC_PREFIX_LENGTHS = (16, 28)
+"""The sizes AWS allows for a VPC's CIDR block, /16 to /28."""
 
 MIN_PASSWORD_LENGTH = 32
 MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
@@ -96,6 +115,98 @@ class Service:
                 object.__setattr__(self, name, tuple(value))
 
 
+class OperatorHost(StrEnum):
+    """The operator host the network stack creates in the operator VPC, if any."""
+
+    NONE = "none"
+    """None: the operator host already exists (or is not an EC2 instance)."""
+    CLOUD9 = "cloud9"
+    """An AWS Cloud9 EC2 environment reached through Session Manager (no inbound ports)."""
+    SSM = "ssm"
+    """A small EC2 instance managed by Systems Manager, reached through Session Manager; no inbound ports."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OperatorNetwork:
+    """The operator VPC that Terraform is applied from, peered with the database VPC (`[<env>.network]`).
+
+    The `<env>-operator-network` stack peers the two VPCs (DNS resolution across the peering on),
+    adds routes both ways on the listed route tables, lets the operator source reach the cluster's
+    security group on the cluster's port and nothing else, and optionally creates the operator host.
+    """
+
+    operator_vpc_id: str
+    """The VPC the operator host runs in (the peering's requester)."""
+
+    operator_vpc_cidr: str
+    """The operator VPC's IPv4 CIDR block; the database side routes it over the peering."""
+
+    operator_route_table_ids: tuple[str, ...]
+    """Route tables of the operator VPC that get a route to `database_vpc_cidr`."""
+
+    database_vpc_id: str
+    """The VPC of the Aurora cluster (the peering's accepter)."""
+
+    database_vpc_cidr: str
+    """The database VPC's IPv4 CIDR block; the operator side routes it over the peering."""
+
+    database_route_table_ids: tuple[str, ...]
+    """Route tables of the cluster's subnets that get a route back to `operator_vpc_cidr`."""
+
+    cluster_security_group_id: str
+    """The cluster's security group, which gets the one ingress rule on the cluster's port."""
+
+    operator_security_group_id: str | None = None
+    """Security group of the operator host, the only source allowed to reach the cluster.
+
+    Give this or `operator_cidr`, not both. @default - none; leave both out when `host` is `ssm`,
+    whose own security group is the source.
+    """
+
+    operator_cidr: str | None = None
+    """CIDR inside the operator VPC allowed to reach the cluster, e.g. the operator subnet's.
+
+    Give this or `operator_security_group_id`, not both. @default - none.
+    """
+
+    operator_account_id: str | None = None
+    """Account of the operator VPC. @default - the environment's `account_id`."""
+
+    operator_region: str | None = None
+    """Region of the operator VPC. @default - the environment's `region`."""
+
+    operator_role_arn: str | None = None
+    """Role the stack assumes for the operator VPC's side; required when that is another account.
+
+    @default - the same credentials as the database side.
+    """
+
+    host: OperatorHost = OperatorHost.NONE
+    """The operator host to create: `none`, `cloud9` or `ssm`. @default - `none`."""
+
+    host_subnet_id: str | None = None
+    """Subnet of the operator VPC the host runs in; required when `host` is not `none`."""
+
+    host_instance_type: str = "t3.small"
+    """The host's EC2 instance type. @default - `t3.small` (2 GiB, enough for `cdktf synth`)."""
+
+    host_https_egress_cidrs: tuple[str, ...] = ()
+    """Where the `ssm` host may open HTTPS: Session Manager, STS and Secrets Manager endpoints,
+    and wherever the Terraform providers and packages come from.
+
+    @default - the operator VPC's CIDR (interface endpoints and an HTTPS proxy in the VPC).
+    """
+
+    def __post_init__(self) -> None:
+        # A list where a tuple is meant, or "ssm" where OperatorHost.SSM is meant; accept them.
+        for name in ("operator_route_table_ids", "database_route_table_ids", "host_https_egress_cidrs"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if not isinstance(self.host, OperatorHost) and self.host in [host.value for host in OperatorHost]:
+            object.__setattr__(self, "host", OperatorHost(self.host))
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Environment:
     """One Aurora PostgreSQL cluster the services are deployed to (dev, prod, ...)."""
@@ -151,9 +262,16 @@ class Environment:
     tags: tuple[tuple[str, str], ...] = field(default=())
     """Tags on every AWS resource, as pairs. @default - none."""
 
+    network: OperatorNetwork | None = None
+    """The peered operator VPC, for the `<name>-operator-network` stack. @default - no such stack."""
+
     @property
     def stack_name(self) -> str:
         return f"{self.name}-database-access"
+
+    @property
+    def network_stack_name(self) -> str:
+        return f"{self.name}-operator-network"
 
     @property
     def secret_prefix(self) -> str:
@@ -331,6 +449,197 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
             "execution_role_format",
             f"may use only {{env}} and {{service}}, got {environment.execution_role_format!r} ({error!r})",
         )
+    if isinstance(environment.network, OperatorNetwork):
+        problems += network_problems(environment, source=source)
+    elif environment.network is not None:
+        add("network", f"must be an OperatorNetwork(...), got {type(environment.network).__name__}")
+    return problems
+
+
+def parse_cidr(value: object) -> tuple[ipaddress.IPv4Network | None, str | None]:
+    """The IPv4 network `value` names, or why it names none."""
+    wanted = "must be an IPv4 CIDR block like '10.0.0.0/16'"
+    if not isinstance(value, str):
+        return None, f"{wanted}, got {value!r}"
+    if "/" not in value:
+        hint = f" (write '{value}/32' for one address)" if is_ipv4_address(value) else ""
+        return None, f"{wanted}, got {value!r}{hint}"
+    try:
+        return ipaddress.IPv4Network(value), None
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        return None, f"{wanted}, got {value!r}"
+    return None, f"has bits set after the prefix: {value!r} is inside {network}; write '{network}'"
+
+
+def is_ipv4_address(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_graviton(instance_type: str) -> bool:
+    """Whether the instance type has an Arm processor: its family is like t4g, m7gd or c6gn."""
+    return bool(GRAVITON_FAMILY_PATTERN.match(instance_type.split(".", 1)[0]))
+
+
+EXAMPLE_IDS = {
+    VPC_ID_PATTERN: "vpc-0a1b2c3d4e5f67890",
+    ROUTE_TABLE_ID_PATTERN: "rtb-0a1b2c3d4e5f67890",
+    SECURITY_GROUP_ID_PATTERN: "sg-0a1b2c3d4e5f67890",
+    SUBNET_ID_PATTERN: "subnet-0a1b2c3d4e5f67890",
+}
+
+
+def network_problems(environment: Environment, *, source: str) -> list[Problem]:
+    """Problems of an environment's `[<env>.network]` table; each `at` starts with `network.`."""
+    network = environment.network
+    assert network is not None
+    problems = []
+
+    def add(at: str, message: str | None) -> None:
+        if message:
+            problems.append(
+                Problem(source=source, subject=f"[{environment.name}]", at=f"network.{at}", message=message)
+            )
+
+    def check_id(at: str, value: object, pattern: re.Pattern[str]) -> None:
+        if not (isinstance(value, str) and pattern.match(value)):
+            add(at, f"must be an id like {EXAMPLE_IDS[pattern]!r}, got {value!r}")
+
+    def check_ids(at: str, pattern: re.Pattern[str]) -> None:
+        values = getattr(network, at)
+        if not (isinstance(values, tuple) and values):
+            add(at, f"must be a non-empty array of ids like [{EXAMPLE_IDS[pattern]!r}], got {values!r}")
+            return
+        for index, value in enumerate(values):
+            check_id(f"{at}[{index}]", value, pattern)
+        for value in sorted({v for v in values if isinstance(v, str) and values.count(v) > 1}):
+            add(at, f"{value!r} is listed more than once")
+
+    def check_cidr(at: str, value: object) -> ipaddress.IPv4Network | None:
+        cidr, message = parse_cidr(value)
+        add(at, message)
+        return cidr
+
+    def check_pattern(at: str, pattern: re.Pattern[str], example: str) -> re.Match[str] | None:
+        value = getattr(network, at)
+        match = pattern.match(value) if isinstance(value, str) else None
+        if match is None:
+            add(at, f"must look like {example!r}, got {value!r}")
+        return match
+
+    # The two VPCs and their route tables.
+    check_id("operator_vpc_id", network.operator_vpc_id, VPC_ID_PATTERN)
+    check_id("database_vpc_id", network.database_vpc_id, VPC_ID_PATTERN)
+    if network.operator_vpc_id == network.database_vpc_id:
+        add("operator_vpc_id", f"is the database VPC too ({network.operator_vpc_id!r}); a VPC cannot peer with itself")
+    check_ids("operator_route_table_ids", ROUTE_TABLE_ID_PATTERN)
+    check_ids("database_route_table_ids", ROUTE_TABLE_ID_PATTERN)
+    check_id("cluster_security_group_id", network.cluster_security_group_id, SECURITY_GROUP_ID_PATTERN)
+
+    vpcs = {}
+    low, high = VPC_PREFIX_LENGTHS
+    for at in ("operator_vpc_cidr", "database_vpc_cidr"):
+        cidr = check_cidr(at, getattr(network, at))
+        if cidr is not None and not low <= cidr.prefixlen <= high:
+            add(at, f"must be between /{low} and /{high}, the sizes AWS allows for a VPC, got /{cidr.prefixlen}")
+        elif cidr is not None:
+            vpcs[at] = cidr
+    if len(vpcs) == 2 and vpcs["operator_vpc_cidr"].overlaps(vpcs["database_vpc_cidr"]):
+        add(
+            "operator_vpc_cidr",
+            f"{vpcs['operator_vpc_cidr']} overlaps database_vpc_cidr {vpcs['database_vpc_cidr']}; "
+            "peered VPCs need address ranges that do not overlap",
+        )
+
+    # Where the operator VPC is, and how the stack reaches it.
+    operator_account = network.operator_account_id or environment.account_id
+    operator_region = network.operator_region or environment.region
+    given_account = network.operator_account_id is not None
+    if given_account and not check_pattern("operator_account_id", ACCOUNT_PATTERN, "123456789012"):
+        operator_account = environment.account_id  # reported once; no second problem about the role
+    if network.operator_region is not None:
+        check_pattern("operator_region", REGION_PATTERN, "eu-west-1")
+    if network.operator_role_arn is not None:
+        role = check_pattern("operator_role_arn", IAM_ROLE_ARN_PATTERN, "arn:aws:iam::123456789012:role/operator")
+        if role is not None and role.group(1) != operator_account:
+            add(
+                "operator_role_arn",
+                f"is a role in account {role.group(1)}, but the operator VPC is in account {operator_account}; "
+                "give a role in the operator account",
+            )
+    elif operator_account != environment.account_id:
+        add(
+            "operator_role_arn",
+            f"is required when the operator VPC is in another account ({operator_account}, not "
+            f"{environment.account_id}): the role the stack assumes there",
+        )
+
+    # The one source allowed to reach the cluster.
+    host_is_the_source = network.host == OperatorHost.SSM
+    given = [at for at in ("operator_security_group_id", "operator_cidr") if getattr(network, at) is not None]
+    if host_is_the_source and given:
+        add(given[0], "must be left out when host = 'ssm': the host's own security group is the source")
+    elif not host_is_the_source and len(given) != 1:
+        add(
+            "operator_security_group_id",
+            "give exactly one of operator_security_group_id and operator_cidr, the only source allowed to reach "
+            f"the cluster (got {'both' if given else 'neither'})",
+        )
+    if network.operator_security_group_id is not None:
+        check_id("operator_security_group_id", network.operator_security_group_id, SECURITY_GROUP_ID_PATTERN)
+        if operator_region != environment.region:
+            add(
+                "operator_security_group_id",
+                f"cannot be referenced from another region (operator VPC in {operator_region}, cluster in "
+                f"{environment.region}); give operator_cidr instead",
+            )
+    if network.operator_cidr is not None:
+        cidr = check_cidr("operator_cidr", network.operator_cidr)
+        operator_vpc = vpcs.get("operator_vpc_cidr")
+        if cidr is not None and cidr.prefixlen == 0:
+            add(
+                "operator_cidr",
+                f"{cidr} would let every address reach the cluster; give the operator host's subnet, "
+                "e.g. '10.100.1.0/24'",
+            )
+        elif cidr is not None and operator_vpc is not None and not cidr.subnet_of(operator_vpc):
+            add(
+                "operator_cidr",
+                f"{cidr} is not inside operator_vpc_cidr {operator_vpc}: only the operator VPC reaches the cluster "
+                "over the peering",
+            )
+
+    # The operator host, when the stack creates one.
+    if not isinstance(network.host, OperatorHost):
+        allowed = ", ".join(repr(str(host)) for host in OperatorHost)
+        add("host", f"must be one of {allowed}, got {network.host!r}")
+    elif network.host == OperatorHost.NONE:
+        if network.host_subnet_id is not None:
+            add("host_subnet_id", "is only used when host is 'cloud9' or 'ssm'; remove it or set host")
+    elif network.host_subnet_id is None:
+        add("host_subnet_id", f"is required when host = {str(network.host)!r}: the operator subnet it runs in")
+    else:
+        check_id("host_subnet_id", network.host_subnet_id, SUBNET_ID_PATTERN)
+    instance_type = network.host_instance_type
+    if not (isinstance(instance_type, str) and INSTANCE_TYPE_PATTERN.match(instance_type)):
+        add("host_instance_type", f"must be an EC2 instance type like 't3.small', got {instance_type!r}")
+    elif network.host == OperatorHost.CLOUD9 and is_graviton(instance_type):
+        add("host_instance_type", f"{instance_type!r} has an Arm processor; Cloud9 runs x86_64 only (try 't3.small')")
+    egress = network.host_https_egress_cidrs
+    if not isinstance(egress, tuple):
+        add("host_https_egress_cidrs", f"must be an array of CIDR blocks, got {egress!r}")
+    elif egress and not host_is_the_source:
+        add("host_https_egress_cidrs", "is only used when host = 'ssm'; remove it")
+    else:
+        for index, value in enumerate(egress):
+            check_cidr(f"host_https_egress_cidrs[{index}]", value)
     return problems
 
 

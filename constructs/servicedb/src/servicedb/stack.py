@@ -1,51 +1,88 @@
-"""The database-access stack of one environment: providers, state backend and every service."""
+"""The stacks of one environment: providers, state backend and what each stack builds.
 
-from cdktf import Fn, S3Backend, TerraformOutput, TerraformStack
+`<env>-operator-network` is applied first, from anywhere with AWS credentials: it opens the path
+from the operator VPC to the cluster. `<env>-database-access` is applied from the operator host,
+because its postgresql provider must reach the cluster at plan and apply time.
+"""
+
+from cdktf import Fn, S3Backend, TerraformOutput, TerraformStack, TerraformVariable
 from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret_version import DataAwsSecretsmanagerSecretVersion
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderAssumeRole, AwsProviderDefaultTags
 from cdktf_cdktf_provider_postgresql.provider import PostgresqlProvider
 from cdktf_cdktf_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from servicedb.construct import ServiceDatabases
+from servicedb.network import NetworkPlan
+from servicedb.operator_access import Cloud9OperatorHost, OperatorAccess, SsmOperatorHost
 from servicedb.plan import Plan
+from servicedb.spec import Environment
+
+
+def use_state_bucket(stack: TerraformStack, environment: Environment, name: str) -> None:
+    """Keep the stack's state in the environment's bucket, encrypted and locked, when it has one."""
+    if not environment.state_bucket:
+        return
+    S3Backend(
+        stack,
+        bucket=environment.state_bucket,
+        key=f"servicedb/{name}.tfstate",
+        region=environment.region,
+        encrypt=True,
+        kms_key_id=environment.kms_key_arn,
+    )
+    # S3-native state locking (Terraform >= 1.10); cdktf 0.21 has no field for it.
+    stack.add_override("terraform.backend.s3.use_lockfile", True)
+
+
+def default_tags(environment: Environment) -> list[AwsProviderDefaultTags] | None:
+    return [AwsProviderDefaultTags(tags=dict(environment.tags))] if environment.tags else None
 
 
 class DatabaseAccessStack(TerraformStack):
-    """`<env>-database-access`: applied from the operator host, which reaches the cluster."""
+    """`<env>-database-access`: applied from the operator host, which reaches the cluster.
+
+    The postgresql provider connects to the Terraform variables `postgresql_host` and
+    `postgresql_port`, which default to the cluster's endpoint and port; a port forward from a
+    laptop sets them (`TF_VAR_postgresql_host=localhost`). The secrets always carry the endpoint.
+    """
 
     def __init__(self, scope: Construct, *, plan: Plan) -> None:
         environment = plan.environment
         super().__init__(scope, environment.stack_name)
-
-        if environment.state_bucket:
-            S3Backend(
-                self,
-                bucket=environment.state_bucket,
-                key=f"servicedb/{environment.stack_name}.tfstate",
-                region=environment.region,
-                encrypt=True,
-                kms_key_id=environment.kms_key_arn,
-            )
-            # S3-native state locking (Terraform >= 1.10); cdktf 0.21 has no field for it.
-            self.add_override("terraform.backend.s3.use_lockfile", True)
+        use_state_bucket(self, environment, environment.stack_name)
 
         aws = AwsProvider(
             self,
             "aws",
             region=environment.region,
             allowed_account_ids=[environment.account_id],
-            default_tags=[AwsProviderDefaultTags(tags=dict(environment.tags))] if environment.tags else None,
+            default_tags=default_tags(environment),
         )
         random = RandomProvider(self, "random")
 
+        host = TerraformVariable(
+            self,
+            "postgresql_host",
+            type="string",
+            default=environment.endpoint,
+            description="Where the postgresql provider connects: the cluster's endpoint, or localhost "
+            "through a Session Manager port forward",
+        )
+        port = TerraformVariable(
+            self,
+            "postgresql_port",
+            type="number",
+            default=environment.port,
+            description="The port the postgresql provider connects to: the cluster's, or the forwarded local port",
+        )
         master = DataAwsSecretsmanagerSecretVersion(self, "master_secret", secret_id=environment.master_secret_arn)
         master_credentials = Fn.jsondecode(master.secret_string)
         postgresql = PostgresqlProvider(
             self,
             "postgresql",
-            host=environment.endpoint,
-            port=environment.port,
+            host=host.string_value,
+            port=port.number_value,
             database="postgres",
             username=Fn.lookup(master_credentials, "username"),
             password=Fn.lookup(master_credentials, "password"),
@@ -74,3 +111,68 @@ class DatabaseAccessStack(TerraformStack):
                 for user in (service.app, service.migrator)
             },
         )
+
+
+class OperatorNetworkStack(TerraformStack):
+    """`<env>-operator-network`: the peering, routes, cluster ingress rule and operator host.
+
+    The default AWS provider is the database VPC's account and region. When the operator VPC is in
+    another account or region, or `operator_role_arn` is set, a second provider (alias `operator`)
+    manages its side, assuming that role.
+    """
+
+    def __init__(self, scope: Construct, *, plan: NetworkPlan) -> None:
+        environment = plan.environment
+        super().__init__(scope, environment.network_stack_name)
+        use_state_bucket(self, environment, environment.network_stack_name)
+
+        database = AwsProvider(
+            self,
+            "aws",
+            region=environment.region,
+            allowed_account_ids=[environment.account_id],
+            default_tags=default_tags(environment),
+        )
+        operator = database
+        if plan.needs_operator_provider:
+            role = plan.operator_role_arn
+            operator = AwsProvider(
+                self,
+                "aws_operator",
+                alias="operator",
+                region=plan.peering.operator_region,
+                allowed_account_ids=[plan.peering.operator_account_id],
+                assume_role=[AwsProviderAssumeRole(role_arn=role, session_name="servicedb-operator-network")]
+                if role
+                else None,
+                default_tags=default_tags(environment),
+            )
+
+        self.access = OperatorAccess(
+            self,
+            "operator_access",
+            plan=plan,
+            database_provider=database,
+            operator_provider=operator,
+        )
+        TerraformOutput(
+            self,
+            "peering_connection_id",
+            description="The VPC peering connection between the operator VPC and the database VPC",
+            value=self.access.peering_connection_id,
+        )
+        host = self.access.host
+        if isinstance(host, SsmOperatorHost):
+            TerraformOutput(
+                self,
+                "host_instance_id",
+                description="The operator host: `aws ssm start-session --target <this id>`",
+                value=host.instance_id,
+            )
+        elif isinstance(host, Cloud9OperatorHost):
+            TerraformOutput(
+                self,
+                "cloud9_environment_id",
+                description="The operator host's Cloud9 environment",
+                value=host.environment_id,
+            )
