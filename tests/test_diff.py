@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from servicedb.diff import diff
+from servicedb.diff import diff, wanted_settings
 from servicedb.inspect import Contents, Current, DatabaseState, RoleState
 from servicedb.plan import Plan, plan_services
 from servicedb.spec import Reads, Service
@@ -88,15 +88,6 @@ def current_for(wanted: Plan) -> Current:
     roles = {}
     for service in wanted.services:
         for role in service.roles:
-            settings = {}
-            if role.statement_timeout_ms is not None:
-                settings["statement_timeout"] = str(role.statement_timeout_ms)
-            if role.idle_in_transaction_timeout_ms is not None:
-                settings["idle_in_transaction_session_timeout"] = str(role.idle_in_transaction_timeout_ms)
-            if role.search_path:
-                settings["search_path"] = ",".join(role.search_path)
-            if role.assume_role:
-                settings["role"] = role.assume_role
             roles[role.name] = RoleState(
                 name=role.name,
                 login=role.login,
@@ -105,7 +96,7 @@ def current_for(wanted: Plan) -> Current:
                 superuser=False,
                 createdb=False,
                 createrole=False,
-                settings=settings,
+                settings=wanted_settings(role),
             )
     databases = {}
     for service in wanted.services:
