@@ -82,6 +82,9 @@ def redacted(url: str) -> str:
 class Server:
     """Connections to the server behind `--url`, as its admin or as a login user."""
 
+    connection_class: type[psycopg.Connection] = psycopg.Connection
+    """What `connect` and `connect_as` open; a subclass can count or trace."""
+
     def __init__(self, url: str) -> None:
         self.url = url
         params = conninfo_to_dict(url)
@@ -91,7 +94,7 @@ class Server:
 
     def connect(self, database: str | None = None) -> psycopg.Connection:
         try:
-            return psycopg.connect(
+            return self.connection_class.connect(
                 self.url,
                 dbname=database or self.admin_database,
                 autocommit=True,
@@ -103,7 +106,9 @@ class Server:
             raise UsageError(f"cannot connect to {redacted(self.url)} (database {database}): {reason}") from None
 
     def connect_as(self, user: str, password: str) -> psycopg.Connection:
-        return psycopg.connect(self.url, user=user, password=password, dbname=self.admin_database, connect_timeout=15)
+        return self.connection_class.connect(
+            self.url, user=user, password=password, dbname=self.admin_database, connect_timeout=15
+        )
 
 
 def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | SecretsManagerSecrets:

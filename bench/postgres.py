@@ -1,0 +1,152 @@
+"""The PostgreSQL section of BENCHMARKS.md: apply and verify of many services on a real server.
+
+    python -m bench.postgres [--sizes 25,50,100]
+
+For each size, a fresh local server (the embedded PostgreSQL the tests use), services that each
+read the previous one, then: `apply` from empty, a second `apply` with nothing to do, and
+`verify`. Queries and connections are counted on the client, so the count is exact: it must grow
+with the services, never with their square.
+"""
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from servicedb.cli import Server, apply_plan, local_environment
+from servicedb.load import load_services
+from servicedb.passwords import LocalSecrets
+from servicedb.plan import plan_services
+from servicedb.server import LocalServer, available_binaries
+from servicedb.verify import verify
+
+TARGETS = {"apply": 10.0, "noop": 2.0, "verify": 5.0}
+"""Seconds, for 100 services."""
+
+
+class Counted(psycopg.Connection):
+    """A connection that counts what it sends, in class-wide counters."""
+
+    connections = 0
+    queries = 0
+
+    @classmethod
+    def connect(cls, *args: object, **kwargs: object) -> "Counted":
+        Counted.connections += 1
+        return super().connect(*args, **kwargs)
+
+    def execute(self, *args: object, **kwargs: object) -> psycopg.Cursor:
+        Counted.queries += 1
+        return super().execute(*args, **kwargs)
+
+    @staticmethod
+    def reset() -> None:
+        Counted.connections = Counted.queries = 0
+
+
+class CountingServer(Server):
+    connection_class = Counted
+
+
+@dataclass(frozen=True)
+class Phase:
+    seconds: float
+    queries: int
+    connections: int
+
+
+@dataclass(frozen=True)
+class Result:
+    services: int
+    statements: int
+    apply: Phase
+    noop: Phase
+    verify: Phase
+    ok: bool
+
+
+def write_services(directory: Path, count: int) -> None:
+    for index in range(count):
+        reads = f"reads=(Reads(service='svc{index - 1:03d}'),)" if index else ""
+        (directory / f"svc{index:03d}.py").write_text(
+            f"from servicedb import Reads, Service\n\nSERVICE = Service(name='svc{index:03d}', {reads})\n"
+        )
+
+
+def measure(count: int) -> Result:
+    with tempfile.TemporaryDirectory(prefix="servicedb-bench-") as name, LocalServer(available_binaries()[0]) as local:
+        directory = Path(name)
+        write_services(directory, count)
+        services, problems = load_services(directory)
+        assert not problems, problems
+        plan = plan_services([service for service, _ in services], local_environment("127.0.0.1", local.port))
+        server = CountingServer(local.admin_url_with_password)
+        store = LocalSecrets(directory / "secrets.json")
+        lines: list[str] = []
+
+        def timed(action: object) -> Phase:
+            Counted.reset()
+            started = time.perf_counter()
+            action()
+            return Phase(time.perf_counter() - started, Counted.queries, Counted.connections)
+
+        apply = timed(lambda: apply_plan(server, plan, store, out=lines.append))
+        statements = int(lines[-1].split()[2])
+        noop = timed(lambda: apply_plan(server, plan, store, out=lines.append))
+        assert lines[-1] == "-- nothing to do: the server matches the declarations", lines[-1]
+        reports = []
+
+        def run_verify() -> None:
+            with server.connect() as conn:
+                reports.append(verify(conn, plan, connect=server.connect))
+
+        checked = timed(run_verify)
+        return Result(count, statements, apply, noop, checked, reports[0].ok)
+
+
+def section(results: list[Result]) -> str:
+    """Markdown for BENCHMARKS.md."""
+    largest = results[-1]
+    rows = [
+        f"| {r.services} | {r.statements} | {r.apply.seconds:.2f} s | {r.noop.seconds:.2f} s "
+        f"({r.noop.queries} queries, {r.noop.connections} connections) | {r.verify.seconds:.2f} s "
+        f"({r.verify.queries} queries, {r.verify.connections} connections) | {'yes' if r.ok else 'NO'} |"
+        for r in results
+    ]
+    verdicts = []
+    for key, label in (("apply", "apply from empty"), ("noop", "second apply"), ("verify", "verify")):
+        seconds = getattr(largest, key).seconds
+        met = "met" if seconds < TARGETS[key] else "NOT met"
+        verdicts.append(
+            f"{label} {seconds:.2f} s for {largest.services} services (target under {TARGETS[key]:.0f} s: {met})"
+        )
+    first = results[0]
+    growth = largest.services / first.services
+    query_growth = largest.verify.queries / first.verify.queries
+    return "\n".join(
+        [
+            "| services | statements | apply from empty | second apply (nothing to do) | verify | verify exit 0 |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            "- " + "\n- ".join(verdicts),
+            f"- from {first.services} to {largest.services} services ({growth:.1f}x), verify's queries grow "
+            f"{query_growth:.1f}x: one per managed database and a fixed few, never services x services. A second "
+            "apply also opens one short connection per login user, to check its password still logs in.",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.postgres")
+    parser.add_argument("--sizes", default="25,50,100")
+    args = parser.parse_args()
+    results = [measure(int(size)) for size in args.sizes.split(",")]
+    print(section(results))
+
+
+if __name__ == "__main__":
+    main()
