@@ -1,6 +1,6 @@
 # `make synth` and `make test` set up everything they need on a machine with Python 3.11+,
-# Node.js 20+ and npm: pipenv in .tools/, the locked Python packages in .venv/, the pinned
-# cdktf CLI in node_modules/. Nothing is installed globally.
+# Node.js and npm: pipenv in .tools/, the locked Python packages in .venv/, the pinned cdktf CLI
+# and Node.js 22 in node_modules/. Nothing is installed globally.
 
 PYTHON ?= python3
 PIPENV_VERSION := 2026.10.3
@@ -15,6 +15,11 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 export PIPENV_IGNORE_VIRTUALENVS := 1
 export CHECKPOINT_DISABLE := 1
+
+# The cdktf CLI and jsii run on the Node.js 22 that npm ci installs (package.json), whatever the
+# machine's `node` is; where npm publishes no Node.js 22 for the platform, on the machine's.
+MACHINE_PATH := $(PATH)
+export PATH := $(CURDIR)/node_modules/.bin:$(MACHINE_PATH)
 
 .PHONY: synth test lint install clean
 
@@ -39,8 +44,9 @@ $(VENV)/.installed: Pipfile.lock constructs/servicedb/pyproject.toml $(TOOLS)/.i
 	$(PIPENV) sync --dev
 	touch $@
 
+# With the machine's npm and node: node_modules/, and the Node.js in it, is replaced.
 node_modules/.installed: package-lock.json
-	npm ci --no-audit --no-fund
+	PATH="$(MACHINE_PATH)" npm ci --no-audit --no-fund
 	touch $@
 
 clean:

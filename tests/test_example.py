@@ -49,6 +49,6 @@ def test_the_library_builds_as_a_wheel_with_its_modules(tmp_path):
     subprocess.run([*command, str(source)], check=True)
     [wheel] = tmp_path.glob("servicedb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "spec", "plan", "construct", "stack", "load", "errors", "app"):
+    for module in ("__init__", "spec", "plan", "construct", "stack", "load", "errors", "app", "lazy_aws"):
         assert f"servicedb/{module}.py" in names
     assert "servicedb/py.typed" in names
