@@ -1,7 +1,8 @@
 """Shared fixtures: the repository's own declarations, and each of its stacks synthesized once.
 
 jsii runs its JavaScript on the first `node` on PATH: the tests put the Node.js that `npm ci`
-installs (node_modules/.bin, 22 or newer) first, as the Makefile does, before anything starts it.
+installs (node_modules/.bin, 22 or newer) first, as the Makefile does, before anything starts it,
+and turn off the one deprecation warning cdktf causes on it (DEP0044, as main.py does).
 Importing servicedb (below) makes `cdktf_cdktf_provider_aws` load only the modules the tests use.
 
 One synth per stack and way of synthesizing: in this process (`synthesized`), by the cdktf CLI
@@ -29,6 +30,7 @@ NODE_BIN = ROOT / "node_modules" / ".bin"
 
 if (NODE_BIN / "node").exists():
     os.environ["PATH"] = f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --disable-warning=DEP0044".strip()
 
 SUBPROCESS_SYNTHS = {"cli_synth", "plain_import_synth"}
 runs: dict[str, Run] = {}

@@ -29,14 +29,20 @@ runpy.run_path("main.py", run_name="__main__")
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
-    """This process's environment, without any setting that silences jsii's Node.js warnings."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("JSII_SILENCE_WARNING")}
+    """This process's environment, with what main.py sets up left to main.py: no JSII_NODE, no
+    NODE_OPTIONS, and no setting that silences jsii's Node.js warnings."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("JSII_SILENCE_WARNING") and name not in ("JSII_NODE", "NODE_OPTIONS")
+    }
     return {**env, "CHECKPOINT_DISABLE": "1", "CI": "1", **extra}
 
 
 def copy_project(destination: Path) -> Path:
-    """main.py, cdktf.json and the declarations, with the repository's virtualenv."""
+    """main.py, cdktf.json and the declarations, with the repository's virtualenv and node_modules."""
     destination.mkdir(parents=True)
+    (destination / "node_modules").symlink_to(ROOT / "node_modules")
     for name in ("main.py", "environments.toml"):
         shutil.copy(ROOT / name, destination / name)
     shutil.copytree(ROOT / "services", destination / "services")
