@@ -21,7 +21,7 @@ export CHECKPOINT_DISABLE := 1
 MACHINE_PATH := $(PATH)
 export PATH := $(CURDIR)/node_modules/.bin:$(MACHINE_PATH)
 
-.PHONY: synth test lint install clean
+.PHONY: synth test lint bench install clean
 
 synth: $(VENV)/.installed node_modules/.installed
 	$(CDKTF) synth
@@ -32,6 +32,11 @@ test: lint node_modules/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Import and synth time and memory, plain import against servicedb, for 5, 50 and 500 services,
+# and the test suite's time: writes BENCHMARKS.md (about 7 minutes on 2 cores).
+bench: $(VENV)/.installed node_modules/.installed
+	$(VENV)/bin/python -m bench
 
 install: $(VENV)/.installed node_modules/.installed
 
