@@ -254,22 +254,38 @@ def headline(bench: Bench) -> str:
     )
 
 
+def counts(sizes: list[Size]) -> str:
+    return ", ".join(str(size.services) for size in sizes)
+
+
 def targets_section(bench: Bench) -> str:
     by_count = {size.services: size for size in bench.sizes}
     imports = median(bench.imports.ratios("wall_seconds"))
-    synths = ", ".join(f"{size.services} services {median(size.ratios('wall_seconds')):.2f}x" for size in bench.sizes)
-    largest = bench.sizes[-1]
     lines = [
         f"- Import: {imports:.2f}x the time of the plain import (target: at most {TARGET_RATIO}x), "
-        f"{'met' if imports <= TARGET_RATIO else 'not met'}.",
-        f"- Whole synth, for comparison: {synths}. The import is what servicedb changes; building and "
-        f"writing the services is the same work either way ({seconds(median(largest.variable_seconds('project')))} "
-        f"for {largest.services}), so the ratio grows with the services.",
+        f"{'met' if imports <= TARGET_RATIO else 'not met'}."
     ]
+    within = [size for size in bench.sizes if median(size.ratios("wall_seconds")) <= TARGET_RATIO]
+    beyond = [size for size in bench.sizes if size not in within]
+    synths = ", ".join(f"{size.services} services {median(size.ratios('wall_seconds')):.2f}x" for size in bench.sizes)
+    line = f"- Whole synth against the plain import's whole synth: {synths}."
+    if beyond:
+        largest = bench.sizes[-1]
+        met = f"met for {counts(within)} services and " if within else ""
+        line += (
+            f" Read as a target on the whole synth, {TARGET_RATIO}x is {met}not met for {counts(beyond)} services: "
+            "servicedb changes the import, while loading, building and writing the services is the same work "
+            f"either way ({seconds(median(largest.variable_seconds('project')))} for {largest.services} services, "
+            "see the cost per service), so the ratio moves toward 1 as the services grow."
+        )
+    lines.append(line)
     if 50 in by_count and 500 in by_count:
         growth = median(by_count[500].variable_seconds("project")) / median(by_count[50].variable_seconds("project"))
         met = "met" if growth <= TARGET_GROWTH else "not met"
-        lines.append(f"- 500 services cost {growth:.1f}x 50 (target: at most ~{TARGET_GROWTH:.0f}x), {met}.")
+        lines.append(
+            f"- Loading, building and writing 500 services cost {growth:.1f}x 50 "
+            f"(target: at most ~{TARGET_GROWTH:.0f}x), {met}."
+        )
     same = all(all(size.identical) for size in bench.sizes)
     lines.append(f"- Same JSON with and without servicedb's import, every run and size: {'yes' if same else 'NO'}.")
     lines.append("- PostgreSQL `apply` and `verify`: not measured yet (see the last section).")

@@ -1,7 +1,7 @@
 """Import only the AWS provider modules a stack uses, not all ~2,200 of them.
 
 The prebuilt `cdktf_cdktf_provider_aws` was generated before jsii loaded submodules lazily: its
-`__init__` imports every submodule, which costs each process 10 to 12 s and about 550 MB of Python
+`__init__` imports every submodule, which costs each process 10 to 12 s and nearly 600 MB of Python
 memory before a single resource exists (hashicorp/terraform-cdk#3753 and #2835, aws/jsii#3389).
 A submodule needs nothing from that `__init__`: it loads the jsii assembly itself
 (`from .._jsii import *`).
@@ -17,6 +17,12 @@ import it before `servicedb`: `install()` leaves an already imported package alo
 
 `servicedb/__init__.py` calls `install()`, so it runs before any of the library's modules import
 the AWS provider. It imports nothing itself: declarations still import in milliseconds.
+
+jsii turns an object that JavaScript hands back into a Python object of its class only if the
+class's module is imported; with every submodule imported, that was always so. The provider's
+resources and their attribute types live in the resource's own submodule, which is imported to
+create the resource, so a synth never meets an unknown class; were one to come back from another
+submodule, jsii would raise `ValueError: Unknown type: @cdktf/provider-aws...`, never guess.
 """
 
 import importlib
@@ -64,7 +70,7 @@ def is_lazy(module: types.ModuleType) -> bool:
 
 
 # The finder and loader implement importlib's protocols without subclassing importlib.abc, whose
-# import (importlib.resources and more) would double the time `import servicedb` takes.
+# import (importlib.resources and more) would add half again to the time `import servicedb` takes.
 
 
 class LazyPackageFinder:
