@@ -1,6 +1,6 @@
 # `make synth` and `make test` set up everything they need on a machine with Python 3.11+,
-# Node.js 20+ and npm: pipenv in .tools/, the locked Python packages in .venv/, the pinned
-# cdktf CLI in node_modules/, and checkov in its own virtualenv in .tools/checkov/ (its many
+# Node.js and npm: pipenv in .tools/, the locked Python packages in .venv/, the pinned cdktf CLI
+# and Node.js 22 in node_modules/, and checkov in its own virtualenv in .tools/checkov/ (its many
 # dependencies stay out of the project's lock). Nothing is installed globally.
 
 PYTHON ?= python3
@@ -20,7 +20,12 @@ export PIPENV_YES := 1
 export PIPENV_IGNORE_VIRTUALENVS := 1
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth test lint scan install clean
+# The cdktf CLI and jsii run on the Node.js 22 that npm ci installs (package.json), whatever the
+# machine's `node` is; where npm publishes no Node.js 22 for the platform, on the machine's.
+MACHINE_PATH := $(PATH)
+export PATH := $(CURDIR)/node_modules/.bin:$(MACHINE_PATH)
+
+.PHONY: synth test lint scan bench install clean
 
 synth: $(VENV)/.installed node_modules/.installed
 	$(CDKTF) synth
@@ -35,6 +40,11 @@ scan: synth $(CHECKOV_INSTALLED)
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Import and synth time and memory, plain import against servicedb, for 5, 50 and 500 services,
+# and the test suite's time: writes BENCHMARKS.md (about 7 minutes on 2 cores).
+bench: $(VENV)/.installed node_modules/.installed
+	$(VENV)/bin/python -m bench
 
 install: $(VENV)/.installed node_modules/.installed $(CHECKOV_INSTALLED)
 
@@ -53,8 +63,9 @@ $(CHECKOV_INSTALLED): $(TOOLS)/.installed
 	rm -f $(TOOLS)/checkov/.installed-*
 	touch $@
 
+# With the machine's npm and node: node_modules/, and the Node.js in it, is replaced.
 node_modules/.installed: package-lock.json
-	npm ci --no-audit --no-fund
+	PATH="$(MACHINE_PATH)" npm ci --no-audit --no-fund
 	touch $@
 
 clean:

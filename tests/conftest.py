@@ -1,17 +1,75 @@
-"""Shared fixtures: the repository's declarations, each of its stacks synthesized once, and real PostgreSQL servers."""
+"""Shared fixtures: the repository's declarations, each of its stacks synthesized once, and real PostgreSQL servers.
+
+jsii runs its JavaScript on the first `node` on PATH: the tests put the Node.js that `npm ci`
+installs (node_modules/.bin, 22 or newer) first, as the Makefile does, before anything starts it,
+and turn off the one deprecation warning cdktf causes on it (DEP0044, as main.py does).
+Importing servicedb (below) makes `cdktf_cdktf_provider_aws` load only the modules the tests use.
+
+One synth per stack and way of synthesizing: in this process (`synthesized`), by the cdktf CLI
+(`cli_synth`) and after the plain import (`plain_import_synth`). The two subprocesses start as soon
+as collection shows a test needs them, and the tests that need them run last: the others run
+meanwhile.
+"""
 
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cdktf import Testing
 
 from servicedb.app import build_app
 from servicedb.load import Declarations, load_declarations
 from servicedb.server import LocalServer, available_binaries
 
+from projects import CDKTF, Run, cdktf_synth_command, clean_environment, copy_project, plain_import_synth_command
+
 ROOT = Path(__file__).resolve().parent.parent
+NODE_BIN = ROOT / "node_modules" / ".bin"
+
+if (NODE_BIN / "node").exists():
+    os.environ["PATH"] = f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --disable-warning=DEP0044".strip()
+
+SUBPROCESS_SYNTHS = {"cli_synth", "plain_import_synth"}
+runs: dict[str, Run] = {}
+
+
+def start_synths() -> dict[str, Run]:
+    """Start both subprocess synths of one copy of the app, once per session."""
+    if not runs:
+        if not CDKTF.exists():
+            pytest.fail(f"{CDKTF} is missing: run `make install` (make test does it) to install the cdktf CLI")
+        project = copy_project(Path(tempfile.mkdtemp(prefix="servicedb-tests-")) / "project")
+        runs["cli_synth"] = Run.start("cli", cdktf_synth_command(project), project=project, env=clean_environment())
+        runs["plain_import_synth"] = Run.start(
+            "plain",
+            plain_import_synth_command(),
+            project=project,
+            env=clean_environment(CDKTF_OUTDIR=str(project / "plain.out")),
+        )
+    return runs
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that wait for a subprocess synth run last, so the others run while it works."""
+    items.sort(key=lambda item: bool(SUBPROCESS_SYNTHS & set(getattr(item, "fixturenames", ()))))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    needed = any(SUBPROCESS_SYNTHS & set(getattr(item, "fixturenames", ())) for item in session.items)
+    if needed and CDKTF.exists():  # without the CLI, the fixtures fail with how to install it
+        start_synths()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for run in runs.values():
+        run.stop()
+    if runs:
+        shutil.rmtree(next(iter(runs.values())).project.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +80,29 @@ def declarations() -> Declarations:
 @pytest.fixture(scope="session")
 def synthesized(declarations: Declarations) -> dict[str, dict]:
     """Every stack `main.py` builds, as parsed Terraform JSON, keyed by stack name."""
+    from cdktf import Testing
+
     app = build_app(declarations, Testing.app())
     return {stack.node.id: json.loads(Testing.synth(stack, run_validations=True)) for stack in app.node.children}
+
+
+def finished(name: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    run = start_synths()[name]
+    result = run.wait()
+    assert result.returncode == 0, result.stderr
+    return run.project, result
+
+
+@pytest.fixture(scope="session")
+def cli_synth() -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`cdktf synth` of a copy of this repository: the copy (output in cdktf.out/) and the result."""
+    return finished("cli_synth")
+
+
+@pytest.fixture(scope="session")
+def plain_import_synth() -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """main.py after the plain import of the AWS provider, in the same copy (output in plain.out/)."""
+    return finished("plain_import_synth")
 
 
 SERVERS = available_binaries()

@@ -11,8 +11,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from servicedb.app import main
 
-ROOT = Path(__file__).resolve().parent.parent
-CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
+from projects import ROOT, cdktf_synth_command, copy_project, run_synth
 
 
 @pytest.fixture
@@ -150,37 +149,6 @@ def test_fails_on_bad_declarations_with_a_clear_message_and_writes_nothing(tmp_p
     assert not (tmp_path / "cdktf.out").exists()
 
 
-@pytest.fixture(scope="module")
-def cdktf_cli() -> Path:
-    if not CDKTF.exists():
-        pytest.fail(f"{CDKTF} is missing: run `make install` (make test does it) to install the cdktf CLI")
-    return CDKTF
-
-
-def cdktf_synth(project: Path, cli: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "CI": "1"}
-    return subprocess.run(
-        [str(cli), "synth", "--output", str(project / "cdktf.out")],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def copy_project(destination: Path) -> Path:
-    """main.py, cdktf.json and the declarations, with the repository's virtualenv."""
-    destination.mkdir()
-    for name in ("main.py", "environments.toml"):
-        shutil.copy(ROOT / name, destination / name)
-    shutil.copytree(ROOT / "services", destination / "services")
-    config = json.loads((ROOT / "cdktf.json").read_text())
-    config["app"] = f"{ROOT / '.venv' / 'bin' / 'python'} main.py"
-    (destination / "cdktf.json").write_text(json.dumps(config))
-    return destination
-
-
 def without_metadata(value: object) -> object:
     """The document without cdktf's `//` metadata entries, which `Testing.synth` leaves out."""
     if isinstance(value, dict):
@@ -190,23 +158,57 @@ def without_metadata(value: object) -> object:
     return value
 
 
-def test_cdktf_synth_writes_the_same_stacks_as_the_tests_see(tmp_path, cdktf_cli, synthesized):
-    project = copy_project(tmp_path / "project")
-    result = cdktf_synth(project, cdktf_cli)
-    assert result.returncode == 0, result.stderr
+def written_files(outdir: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(outdir)): path.read_bytes() for path in sorted(outdir.rglob("*")) if path.is_file()}
+
+
+def test_cdktf_synth_writes_the_same_stacks_as_the_tests_see(cli_synth, synthesized):
+    project, _ = cli_synth
     for stack, expected in synthesized.items():
         written = json.loads((project / "cdktf.out" / "stacks" / stack / "cdk.tf.json").read_text())
         for section in ("resource", "data", "provider", "output", "variable"):
             assert without_metadata(written.get(section)) == expected.get(section), (stack, section)
 
 
-def test_cdktf_synth_fails_on_bad_declarations_without_a_traceback(tmp_path, cdktf_cli):
+def test_loading_only_the_aws_modules_used_writes_the_same_bytes_as_the_plain_import(cli_synth, plain_import_synth):
+    project, _ = cli_synth
+    assert plain_import_synth[0] == project  # the local backend's state path is absolute
+    plain, lazy = written_files(project / "plain.out"), written_files(project / "cdktf.out")
+    assert sorted(lazy) == [
+        "manifest.json",
+        "stacks/dev-database-access/cdk.tf.json",
+        "stacks/prod-database-access/cdk.tf.json",
+    ]
+    assert sorted(plain) == sorted(lazy)
+    for name, content in plain.items():
+        assert content == lazy[name], name
+
+
+def test_cdktf_synth_runs_without_a_node_warning(cli_synth):
+    # jsii warns on stderr about end-of-life, deprecated and untested Node.js versions; the
+    # environment silences none of them, so a supported Node.js ran both the CLI and jsii.
+    _, result = cli_synth
+    output = result.stdout + result.stderr
+    for warning in ("end-of-life", "no longer be supported", "has not been tested with node", "!!!!!!"):
+        assert warning not in output
+    assert "DeprecationWarning" not in output
+
+
+def test_jsii_starts_node_22_or_newer():
+    # jsii starts $JSII_NODE, or else the first `node` on PATH.
+    node = os.environ.get("JSII_NODE") or shutil.which("node")
+    assert node, "no node on PATH: run `make install`"
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    assert int(version.lstrip("v").split(".")[0]) >= 22, f"{node} is {version}: run `make install` for Node.js 22"
+
+
+def test_cdktf_synth_fails_on_bad_declarations_without_a_traceback(tmp_path):
     project = copy_project(tmp_path / "project")
     shutil.rmtree(project / "services")
     write_bad_declarations(tmp_path / "bad")
     shutil.copytree(tmp_path / "bad" / "services", project / "services")
 
-    result = cdktf_synth(project, cdktf_cli)
+    result = run_synth(cdktf_synth_command(project), project)
 
     assert result.returncode != 0
     output = result.stdout + result.stderr

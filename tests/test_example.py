@@ -50,8 +50,9 @@ def test_the_library_builds_as_a_wheel_with_its_modules(tmp_path):
     [wheel] = tmp_path.glob("servicedb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in (
-        *("__init__", "spec", "plan", "construct", "stack", "load", "errors", "app"),
+        *("__init__", "spec", "plan", "construct", "stack", "load", "errors", "app", "lazy_aws"),
         *("network", "operator_access", "scan"),
+        *("sql", "inspect", "diff", "apply", "verify", "passwords", "cli", "demo", "server"),
     ):
         assert f"servicedb/{module}.py" in names
     assert "servicedb/py.typed" in names
