@@ -177,7 +177,9 @@ def test_loading_only_the_aws_modules_used_writes_the_same_bytes_as_the_plain_im
     assert sorted(lazy) == [
         "manifest.json",
         "stacks/dev-database-access/cdk.tf.json",
+        "stacks/dev-operator-network/cdk.tf.json",
         "stacks/prod-database-access/cdk.tf.json",
+        "stacks/prod-operator-network/cdk.tf.json",
     ]
     assert sorted(plain) == sorted(lazy)
     for name, content in plain.items():

@@ -185,7 +185,8 @@ def test_routes_go_both_ways_over_the_peering(synthesized, declarations, stack):
 @pytest.mark.parametrize("stack", NETWORK_STACKS)
 def test_the_cluster_gets_exactly_one_rule_on_5432_from_the_operator_source(synthesized, stack):
     document = synthesized[stack]
-    [rule] = resources(document, "aws_vpc_security_group_ingress_rule")
+    [shared] = resources(document, "aws_vpc_security_group_ingress_rule")
+    rule = dict(shared)  # the synthesized document is shared by the whole session
     source = {key: rule.pop(key) for key in ("referenced_security_group_id", "cidr_ipv4") if key in rule}
     assert {key: rule[key] for key in ("from_port", "to_port", "ip_protocol")} == {
         "from_port": 5432,
