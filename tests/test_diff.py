@@ -31,7 +31,7 @@ def test_from_nothing_creates_everything_in_order(wanted: Plan) -> None:
     create_role = sql.index('CREATE ROLE "orders_owner" NOLOGIN INHERIT CONNECTION LIMIT -1')
     act_as = sql.index('GRANT "orders_owner" TO CURRENT_USER')
     create_database = sql.index('CREATE DATABASE "orders" OWNER "orders_owner" CONNECTION LIMIT 15')
-    create_schema = sql.index('CREATE SCHEMA "orders" AUTHORIZATION "orders_owner"')
+    create_schema = sql.index('CREATE SCHEMA IF NOT EXISTS "orders" AUTHORIZATION "orders_owner"')
     assert create_role < act_as < create_database < create_schema
     assert 'GRANT "billing_reader" TO "orders_app"' in sql
     assert 'REVOKE CONNECT, TEMPORARY ON DATABASE "orders" FROM PUBLIC' in sql

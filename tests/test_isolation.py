@@ -285,6 +285,23 @@ def test_unmanaged_roles_and_databases_are_not_touched(cluster: Cluster) -> None
     assert cluster.cli("verify")[0] == 0
 
 
+def test_apply_enters_a_database_the_admin_cannot_read_yet(cluster: Cluster) -> None:
+    """As after a Terraform deploy: the admin is no longer a member of the owner, and drift hides inside."""
+    with cluster.admin("inventory") as conn:
+        conn.execute("SET ROLE inventory_owner")
+        conn.execute(f"GRANT DELETE ON inventory.{OWN_TABLE} TO delivery_app")
+        conn.execute("RESET ROLE")
+        conn.execute("REVOKE inventory_owner FROM CURRENT_USER")
+    code, output = cluster.cli("plan")
+    assert "the admin acts as inventory_owner, to create and grant what inventory_owner owns" in output
+    assert "some databases could not be read yet" in output
+    assert cluster.cli("apply")[0] == 0
+    assert cluster.cli("plan") == (0, "-- nothing to do: the server matches the declarations")
+    with cluster.admin("inventory") as conn:
+        acl = conn.execute(f"SELECT relacl::text FROM pg_class WHERE relname = '{OWN_TABLE}'").fetchone()[0]
+        assert "delivery_app" not in acl
+
+
 def test_concurrent_applies_take_turns(cluster: Cluster) -> None:
     with cluster.admin() as conn:
         conn.execute("ALTER ROLE inventory_app CONNECTION LIMIT 99")

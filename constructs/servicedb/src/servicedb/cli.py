@@ -128,28 +128,36 @@ def current_state(server: Server, plan: Plan, passwords: dict[str, str]) -> Curr
 
 def changes_for(
     server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, write_secrets: bool
-) -> tuple[Changes, dict[str, str]]:
-    """The statements that take the server to `plan`, and the login users' passwords."""
+) -> tuple[Changes, dict[str, str], bool]:
+    """The statements that take the server to `plan`, the login users' passwords, and whether
+    every existing managed database could be read (the admin can enter only those it acts for)."""
     if isinstance(store, LocalSecrets) and not write_secrets:
         stored = store.read()
         passwords = {e["username"]: e["password"] for e in stored.values() if "username" in e and "password" in e}
     else:
         passwords = store.passwords(plan, host=server.host, port=server.port)
-    return diff(plan, current_state(server, plan, passwords)), passwords
+    current = current_state(server, plan, passwords)
+    complete = all(database.contents is not None for database in current.databases.values())
+    return diff(plan, current), passwords, complete
 
 
 def apply_plan(
     server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, out: Callable[[str], None]
 ) -> dict[str, str]:
-    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords."""
-    changes, passwords = changes_for(server, plan, store, write_secrets=True)
-    if changes.problems:
-        raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
-    if not changes.statements:
-        out("-- nothing to do: the server matches the declarations")
-        return passwords
-    count = run(changes.statements, connect=server.connect, passwords=passwords, log=out)
-    out(f"-- applied {count} statements")
+    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
+
+    A database the admin could not enter (created by someone else) is looked into again once the
+    admin acts as its owner, and what then differs inside it is applied too.
+    """
+    count = 0
+    for _ in range(2):
+        changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
+        if changes.problems:
+            raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
+        count += run(changes.statements, connect=server.connect, passwords=passwords, log=out)
+        if complete:
+            break
+    out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")
     return passwords
 
 
@@ -162,13 +170,15 @@ def cmd_sql(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 def cmd_plan(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     server = Server(args.url)
     plan = load_plan(args, host=server.host, port=server.port)
-    changes, _ = changes_for(server, plan, password_store(args, plan), write_secrets=False)
+    changes, _, complete = changes_for(server, plan, password_store(args, plan), write_secrets=False)
     for problem in changes.problems:
         out(f"-- cannot apply: {problem}")
     if not changes.statements:
         out("-- nothing to do: the server matches the declarations")
         return 1 if changes.problems else 0
     out(render_script(changes.statements, admin_database=server.admin_database).rstrip("\n"))
+    if not complete:
+        out("-- some databases could not be read yet; apply reads them once the admin acts as their owners")
     out(f"-- {len(changes.statements)} statements to apply")
     return 1 if changes.problems else 0
 

@@ -223,7 +223,10 @@ def contents_changes(service: ServicePlan, contents: Contents | None, managed: s
             [
                 Statement(
                     description=f"create schema {name}.{schema.name} owned by {owner}",
-                    query=sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(ident(schema.name), ident(owner)),
+                    # IF NOT EXISTS: when the admin cannot yet look inside the database, it may be there.
+                    query=sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                        ident(schema.name), ident(owner)
+                    ),
                 )
             ]
         )
