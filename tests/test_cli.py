@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import boto3
@@ -17,7 +18,7 @@ from servicedb.inspect import inspect
 from servicedb.load import load_declarations
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import PUBLIC, ObjectType, plan_services
-from servicedb.server import LocalServer
+from servicedb.server import LocalServer, scratch_directory
 from servicedb.sql import scram_verifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,7 +264,8 @@ def test_demo_applies_the_example_services_and_leaves_nothing_running(tmp_path: 
         processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         return {line for line in processes.splitlines() if "servicedb-pg-" in line}
 
-    before, running = set(Path("/tmp").glob("servicedb-pg-*")), servers()
+    scratch = Path(scratch_directory() or tempfile.gettempdir())
+    before, running = set(scratch.glob("servicedb-pg-*")), servers()
     result = subprocess.run(
         [Path(sys.executable).parent / "servicedb", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
@@ -273,7 +275,7 @@ def test_demo_applies_the_example_services_and_leaves_nothing_running(tmp_path: 
     assert rows["orders_app"] == ["read", "read", "write", "-"]  # billing, catalog, orders, shipping
     assert rows["orders_migrator"] == ["-", "-", "ddl", "-"]
     assert "OK: every login user's access matches the declarations." in result.stdout
-    assert set(Path("/tmp").glob("servicedb-pg-*")) == before
+    assert set(scratch.glob("servicedb-pg-*")) == before
     assert servers() == running
 
 

@@ -96,6 +96,12 @@ def available_binaries() -> list[Binaries]:
     return result
 
 
+def scratch_directory() -> str | None:
+    """Memory-backed `/dev/shm` where the machine has it (a throwaway server needs no disk), else the temp dir."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -107,7 +113,7 @@ class LocalServer:
 
     def __init__(self, binaries: Binaries) -> None:
         self.binaries = binaries
-        self.directory = Path(tempfile.mkdtemp(prefix="servicedb-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="servicedb-pg-", dir=scratch_directory()))
         self.data = self.directory / "data"
         self.port = free_port()
         self.admin_password = secrets.token_urlsafe(24)
