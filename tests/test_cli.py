@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from servicedb.cli import Server, apply_plan, main
+from servicedb.cli import Server, apply_plan, main, parser, password_store
 from servicedb.inspect import inspect
 from servicedb.load import load_declarations
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
@@ -286,3 +286,14 @@ def test_every_command_has_help(command: str) -> None:
     )
     assert result.returncode == 0
     assert "--services" in result.stdout
+
+
+@mock_aws
+def test_a_declared_environment_reads_secrets_manager_unless_told_otherwise(tmp_path: Path) -> None:
+    declarations = load_declarations(ROOT / "services", ROOT / "environments.toml")
+    plan = plan_services(declarations.services, declarations.environment("prod"))
+    args = parser().parse_args(["apply", "--url", "postgresql://admin@db.internal/postgres", "--env", "prod"])
+    assert isinstance(password_store(args, plan), SecretsManagerSecrets)
+    local = str(tmp_path / "secrets.json")
+    args = parser().parse_args(["apply", "--url", "postgresql://admin@db.internal/postgres", "--secrets", local])
+    assert isinstance(password_store(args, plan), LocalSecrets)

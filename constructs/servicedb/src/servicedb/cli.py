@@ -103,7 +103,8 @@ class Server:
             )
         except psycopg.OperationalError as error:
             reason = str(error).strip().splitlines()[-1]
-            raise UsageError(f"cannot connect to {redacted(self.url)} (database {database}): {reason}") from None
+            where = f"{redacted(self.url)} (database {database or self.admin_database})"
+            raise UsageError(f"cannot connect to {where}: {reason}") from None
 
     def connect_as(self, user: str, password: str) -> psycopg.Connection:
         return self.connection_class.connect(
@@ -112,7 +113,12 @@ class Server:
 
 
 def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | SecretsManagerSecrets:
-    if args.secrets == "aws":
+    """Secrets Manager for a declared environment (the Terraform stack's secrets), else a local file.
+
+    A declared environment never defaults to a local file: passwords generated there would replace,
+    on the server, the ones running services read from Secrets Manager.
+    """
+    if args.secrets == "aws" or (args.secrets is None and args.env):
         import boto3
 
         return SecretsManagerSecrets(boto3.client("secretsmanager", region_name=plan.environment.region))
@@ -246,7 +252,8 @@ def parser() -> argparse.ArgumentParser:
                 "--secrets",
                 metavar="FILE|aws",
                 help="where login users' passwords are: 'aws' for Secrets Manager (the secrets the Terraform "
-                "stack created), or a 0600 JSON file (default: .servicedb/<env>-secrets.json)",
+                "stack created; the default with --env), or a 0600 JSON file (the default without --env: "
+                ".servicedb/local-secrets.json)",
             )
         return sub
 
