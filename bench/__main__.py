@@ -157,6 +157,7 @@ class Bench:
     tests: list[tuple[float, str]] = field(default_factory=list)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cli_stacks: str = ""
     postgresql: list[postgres.Result] = field(default_factory=list)
     postgresql_sizes: tuple[int, ...] = (25, 50, 100)
 
@@ -196,6 +197,8 @@ def measure_cli(bench: Bench) -> None:
             if completed.returncode != 0:
                 raise SystemExit(f"bench: cdktf synth failed:\n{completed.stdout}\n{completed.stderr}")
             bench.cli[mode].append(wall)
+            stacks = sorted(path.name for path in (project / f"{mode}.out" / "stacks").iterdir())
+            bench.cli_stacks = f"{len(stacks)} stacks: {', '.join(stacks)}"
             say(f"run {run + 1}/{bench.runs}, cdktf synth of this repository, {mode}: {wall:.2f} s")
 
 
@@ -440,8 +443,8 @@ def cli_section(bench: Bench) -> str:
     return "\n\n".join(
         [
             "## `make synth` of this repository",
-            "`cdktf synth` of this repository's 4 services in 2 environments (2 stacks), the cdktf CLI "
-            "included, with `main.py` and with an app that imports the AWS provider whole first.",
+            f"`cdktf synth` of this repository ({bench.cli_stacks}), the cdktf CLI included, with `main.py` "
+            "and with an app that imports the AWS provider whole first.",
             table(
                 ("plain import (min to max)", "servicedb (min to max)", "ratio"),
                 [(spread(plain), spread(project), f"**{median(ratios):.2f}**")],
@@ -469,7 +472,8 @@ def postgresql_section(bench: Bench) -> str:
     return "\n\n".join(
         [
             "## On a real PostgreSQL",
-            f"PostgreSQL {server} started by the bench (the embedded server the tests use), the admin a "
+            f"PostgreSQL {server} started by the bench (the embedded server the tests use, its data in /dev/shm), "
+            "the admin a "
             "CREATEDB CREATEROLE role that is not a superuser. Services that each read the previous one; "
             f"per size a fresh server, medians of {bench.runs} runs. `apply` from empty, a second `apply` "
             "with nothing to do, then `verify` (the access matrix and every difference), each through the "
