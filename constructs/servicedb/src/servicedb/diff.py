@@ -9,6 +9,7 @@ inside them. Privileges that an unmanaged role holds on a managed object are lef
 reported by `verify`); nothing is ever dropped.
 """
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -205,7 +206,7 @@ def database_changes(service: ServicePlan, state: DatabaseState | None, managed:
                 name,
                 f"database {database.name}",
             )
-            yield Statement(description=statement.description, query=statement.query, role=database.owner)
+            yield dataclasses.replace(statement, role=database.owner)
 
 
 def contents_changes(service: ServicePlan, contents: Contents | None, managed: set[str]) -> Iterator[Statement]:
@@ -214,7 +215,7 @@ def contents_changes(service: ServicePlan, contents: Contents | None, managed: s
 
     def inside(statements: Iterable[Statement]) -> Iterator[Statement]:
         for statement in statements:
-            yield Statement(description=statement.description, query=statement.query, database=name, role=owner)
+            yield dataclasses.replace(statement, database=name, role=owner)
 
     schema = service.schema
     schemas = contents.schemas if contents else {}
