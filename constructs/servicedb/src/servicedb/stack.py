@@ -39,6 +39,17 @@ def default_tags(environment: Environment) -> list[AwsProviderDefaultTags] | Non
     return [AwsProviderDefaultTags(tags=dict(environment.tags))] if environment.tags else None
 
 
+def environment_provider(stack: TerraformStack, environment: Environment) -> AwsProvider:
+    """The default AWS provider of an environment's stacks: its region, only its account, its tags."""
+    return AwsProvider(
+        stack,
+        "aws",
+        region=environment.region,
+        allowed_account_ids=[environment.account_id],
+        default_tags=default_tags(environment),
+    )
+
+
 class DatabaseAccessStack(TerraformStack):
     """`<env>-database-access`: applied from the operator host, which reaches the cluster.
 
@@ -52,13 +63,7 @@ class DatabaseAccessStack(TerraformStack):
         super().__init__(scope, environment.stack_name)
         use_state_bucket(self, environment, environment.stack_name)
 
-        aws = AwsProvider(
-            self,
-            "aws",
-            region=environment.region,
-            allowed_account_ids=[environment.account_id],
-            default_tags=default_tags(environment),
-        )
+        aws = environment_provider(self, environment)
         random = RandomProvider(self, "random")
 
         host = TerraformVariable(
@@ -126,13 +131,7 @@ class OperatorNetworkStack(TerraformStack):
         super().__init__(scope, environment.network_stack_name)
         use_state_bucket(self, environment, environment.network_stack_name)
 
-        database = AwsProvider(
-            self,
-            "aws",
-            region=environment.region,
-            allowed_account_ids=[environment.account_id],
-            default_tags=default_tags(environment),
-        )
+        database = environment_provider(self, environment)
         operator = database
         if plan.needs_operator_provider:
             role = plan.operator_role_arn
