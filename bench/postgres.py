@@ -17,8 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from servicedb.cli import Server, apply_plan, local_environment
-from servicedb.load import load_services
+from servicedb.cli import Server, apply_plan, local_environment, local_services
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import plan_services
 from servicedb.server import LocalServer, available_binaries
@@ -87,9 +86,8 @@ def measure(count: int) -> Result:
     with tempfile.TemporaryDirectory(prefix="servicedb-bench-") as name, LocalServer(available_binaries()[0]) as local:
         directory = Path(name)
         write_services(directory, count)
-        services, problems = load_services(directory)
-        assert not problems, problems
-        plan = plan_services([service for service, _ in services], local_environment("127.0.0.1", local.port))
+        environment = local_environment("127.0.0.1", local.port)
+        plan = plan_services(local_services(directory, environment), environment)
         server = CountingServer(local.admin_url_with_password)
         store = LocalSecrets(directory / "secrets.json")
         lines: list[str] = []

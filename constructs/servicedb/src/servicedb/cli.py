@@ -28,7 +28,7 @@ from servicedb.load import load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
 from servicedb.server import ServerError
-from servicedb.spec import Environment, find_problems
+from servicedb.spec import Environment, Service, find_problems
 from servicedb.sql import render_script
 from servicedb.verify import FORMATS, verify
 
@@ -64,12 +64,17 @@ def load_plan(args: argparse.Namespace, *, host: str = "localhost", port: int = 
         except KeyError as error:
             raise UsageError(f"--env {args.env}: {error.args[0]} in {args.environments}") from None
         return plan_services(declarations.services, environment)
-    services, problems = load_services(args.services)
     environment = local_environment(host, port)
+    return plan_services(local_services(args.services, environment), environment)
+
+
+def local_services(directory: Path, environment: Environment) -> list[Service]:
+    """The services declared in `directory`, checked against the local environment."""
+    services, problems = load_services(directory)
     problems += find_problems(services, [(environment, "the local environment")])
     if problems:
         raise DeclarationError(problems)
-    return plan_services([service for service, _ in services], environment)
+    return [service for service, _ in services]
 
 
 def redacted(url: str) -> str:
@@ -138,8 +143,7 @@ def changes_for(
     """The statements that take the server to `plan`, the login users' passwords, and whether
     every existing managed database could be read (the admin can enter only those it acts for)."""
     if isinstance(store, LocalSecrets) and not write_secrets:
-        stored = store.read()
-        passwords = {e["username"]: e["password"] for e in stored.values() if "username" in e and "password" in e}
+        passwords = store.stored_passwords()
     else:
         passwords = store.passwords(plan, host=server.host, port=server.port)
     current = current_state(server, plan, passwords)

@@ -13,20 +13,16 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from servicedb.cli import Server, apply_plan, local_environment
-from servicedb.errors import DeclarationError
-from servicedb.load import load_services
+from servicedb.cli import Server, apply_plan, local_environment, local_services
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import plan_services
 from servicedb.server import ADMIN, local_server
-from servicedb.spec import find_problems
 from servicedb.verify import as_text, verify
 
 DEMO_TABLE = "demo_items"
 
 
 def demo(services_dir: Path, *, out: Callable[[str], None] = print) -> int:
-    services, problems = load_services(services_dir)
     with local_server() as local:
         binaries = local.binaries
         out(
@@ -34,14 +30,12 @@ def demo(services_dir: Path, *, out: Callable[[str], None] = print) -> int:
             f"applied as {ADMIN} (CREATEDB, CREATEROLE, not a superuser)"
         )
         environment = local_environment("127.0.0.1", local.port)
-        problems += find_problems(services, [(environment, "the local environment")])
-        if problems:
-            raise DeclarationError(problems)
+        services = local_services(services_dir, environment)
         server = Server(local.admin_url_with_password)
         with server.connect() as conn:
             available = {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
         declared = []
-        for service, _ in services:
+        for service in services:
             missing = [e for e in service.extensions if e not in available]
             if missing:
                 out(f"-- this server has no {', '.join(missing)}: left out of {service.name} for the demo")

@@ -362,7 +362,7 @@ def grant_changes(
     missing = in_privilege_order(grant.object_type, wanted - have)
     extra = in_privilege_order(grant.object_type, (have if anywhere is None else anywhere) - wanted)
     target = grant_target(grant)
-    what = grant.description.split(" on ", 1)[1]
+    what = grant.target
     if extra:
         yield Statement(
             description=f"revoke {', '.join(extra)} on {what} from {display(grant.grantee)}",

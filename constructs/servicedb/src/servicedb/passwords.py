@@ -54,6 +54,10 @@ class LocalSecrets:
         except json.JSONDecodeError as error:
             raise SecretsError(f"{self.path}: not valid JSON (line {error.lineno}); fix or remove the file") from None
 
+    def stored_passwords(self) -> dict[str, str]:
+        """User name to password, of what the file holds now; generates nothing."""
+        return {e["username"]: e["password"] for e in self.read().values() if "username" in e and "password" in e}
+
     def passwords(self, plan: Plan, *, host: str, port: int) -> dict[str, str]:
         """Every login user's password, generating and saving the missing ones first."""
         stored = self.read()
@@ -71,7 +75,7 @@ class LocalSecrets:
                     changed = True
         if changed:
             self.write(stored)
-        return {entry["username"]: entry["password"] for entry in stored.values() if "username" in entry}
+        return self.stored_passwords()
 
     def write(self, stored: Mapping[str, object]) -> None:
         """Write atomically with mode 0600, so a crash never leaves a half-written file."""

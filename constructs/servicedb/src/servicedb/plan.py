@@ -88,16 +88,20 @@ class Grant:
     objects: tuple[str, ...] = ()
 
     @property
-    def description(self) -> str:
-        target = {
+    def target(self) -> str:
+        """What the grant is on, in words: `database orders`, `tables in orders.orders`, ..."""
+        return {
             ObjectType.DATABASE: f"database {self.database}",
             ObjectType.SCHEMA: f"schema {self.database}.{self.schema}",
             ObjectType.TABLE: f"tables in {self.database}.{self.schema}",
             ObjectType.SEQUENCE: f"sequences in {self.database}.{self.schema}",
         }[self.object_type]
+
+    @property
+    def description(self) -> str:
         if not self.privileges:
-            return f"{self.grantee} holds nothing on {target}"
-        return f"{self.grantee} holds {', '.join(self.privileges)} on {target}"
+            return f"{self.grantee} holds nothing on {self.target}"
+        return f"{self.grantee} holds {', '.join(self.privileges)} on {self.target}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
