@@ -11,7 +11,6 @@ print one clear message and exit 1, without a traceback. No command prints a pas
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,10 +19,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from servicedb.apply import ApplyError, run
-from servicedb.diff import Changes, diff
+from servicedb.apply import ApplyError, apply_plan, changes_for
+from servicedb.diff import diff
 from servicedb.errors import DeclarationError
-from servicedb.inspect import Current, check_passwords, inspect
 from servicedb.load import load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
@@ -128,47 +126,6 @@ def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | Secre
 
         return SecretsManagerSecrets(boto3.client("secretsmanager", region_name=plan.environment.region))
     return LocalSecrets(Path(args.secrets or f".servicedb/{plan.environment.name}-secrets.json"))
-
-
-def current_state(server: Server, plan: Plan, passwords: dict[str, str]) -> Current:
-    with server.connect() as conn:
-        current = inspect(conn, plan, connect=server.connect)
-    logins = {user: pw for user, pw in passwords.items() if user in current.roles and current.roles[user].login}
-    return dataclasses.replace(current, password_ok=check_passwords(server.connect_as, logins))
-
-
-def changes_for(
-    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, write_secrets: bool
-) -> tuple[Changes, dict[str, str], bool]:
-    """The statements that take the server to `plan`, the login users' passwords, and whether
-    every existing managed database could be read (the admin can enter only those it acts for)."""
-    if isinstance(store, LocalSecrets) and not write_secrets:
-        passwords = store.stored_passwords()
-    else:
-        passwords = store.passwords(plan, host=server.host, port=server.port)
-    current = current_state(server, plan, passwords)
-    complete = all(database.contents is not None for database in current.databases.values())
-    return diff(plan, current), passwords, complete
-
-
-def apply_plan(
-    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, out: Callable[[str], None]
-) -> dict[str, str]:
-    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
-
-    A database the admin could not enter (created by someone else) is looked into again once the
-    admin acts as its owner, and what then differs inside it is applied too.
-    """
-    count = 0
-    for _ in range(2):
-        changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
-        if changes.problems:
-            raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
-        count += run(changes.statements, connect=server.connect, passwords=passwords, log=out)
-        if complete:
-            break
-    out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")
-    return passwords
 
 
 def cmd_sql(args: argparse.Namespace, out: Callable[[str], None]) -> int:

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import IntEnum
 
-import psycopg
-
 from servicedb.diff import diff
+from servicedb.driver import Connection
 from servicedb.inspect import USER_SCHEMAS, inspect
 from servicedb.plan import Plan, RoleKind
 
@@ -157,7 +156,7 @@ FROM users u
 """
 
 
-def verify(conn: psycopg.Connection, wanted: Plan, *, connect: Callable[[str], psycopg.Connection]) -> Report:
+def verify(conn: Connection, wanted: Plan, *, connect: Callable[[str], Connection]) -> Report:
     """Compute the matrix on the live server and compare it, and its state, with `wanted`."""
     expected = expected_levels(wanted)
     managed_roles = [role.name for service in wanted.services for role in service.roles]
