@@ -4,7 +4,8 @@ The part of `psycopg.sql` that the statements use (`SQL`, `Identifier`, `Literal
 `format`, `join`, `as_string`), rendering the same text, so that one statement runs over psycopg
 (the CLI) and over pg8000 (the in-VPC provisioner function, which has no libpq). An identifier
 is always double-quoted; a string literal is single-quoted, and written `E'...'` when it holds a
-backslash, so it reads the same whatever the server's `standard_conforming_strings` is.
+backslash, so it reads the same whatever the server's `standard_conforming_strings` is; a
+negative number starts with a space, so that `-` never follows another `-`.
 """
 
 import string
@@ -66,6 +67,7 @@ class SQL(Composable):
         """The text with each `{}`, `{0}` or `{name}` replaced by a piece; `{{` and `}}` are braces."""
         parts: list[Composable] = []
         automatic = 0
+        numbering = None  # "automatic" `{}` or "manual" `{0}`, which cannot be mixed
         for literal, name, spec, conversion in string.Formatter().parse(self.text):
             if literal:
                 parts.append(SQL(literal))
@@ -73,10 +75,15 @@ class SQL(Composable):
                 continue
             if spec or conversion:
                 raise ValueError(f"no format spec or conversion in SQL: {self.text!r}")
-            if name == "":
-                part, automatic = args[automatic], automatic + 1
-            elif name.isdigit():
-                part = args[int(name)]
+            if name == "" or name.isdigit():
+                kind = "automatic" if name == "" else "manual"
+                if numbering not in (None, kind):
+                    raise ValueError(f"automatic and manual field numbering mixed in SQL: {self.text!r}")
+                numbering = kind
+                if name == "":
+                    part, automatic = args[automatic], automatic + 1
+                else:
+                    part = args[int(name)]
             else:
                 part = kwargs[name]
             if not isinstance(part, Composable):
@@ -119,7 +126,7 @@ class Literal(Composable):
         if self.value is None:
             return "NULL"
         if isinstance(self.value, int):
-            return str(self.value)
+            return f" {self.value}" if self.value < 0 else str(self.value)  # never `--`, a comment
         quoted = self.value.replace("'", "''")
         if "\\" in quoted:
             return " E'" + quoted.replace("\\", "\\\\") + "'"

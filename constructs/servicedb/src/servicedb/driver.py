@@ -6,6 +6,9 @@ blocks on an autocommit connection, and `close()`. A psycopg connection, which t
 that as it is. `Pg8000Connection` makes a pg8000 one the same, for the in-VPC provisioner
 function: pg8000 is pure Python (no libpq) and logs in with SCRAM-SHA-256.
 
+One difference stays: with parameters, psycopg reads `%%` as `%` everywhere in the text, pg8000
+only outside quotes, so the queries keep `%` out of their string literals.
+
 `failure(error)` reads the SQLSTATE and the server's message from either driver's error, so the
 code above tells a refused statement or login apart without importing a driver.
 """

@@ -116,7 +116,7 @@ SCHEMA_ACCESS = f"""
 WITH users AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY(%(users)s)),
 schemas AS (SELECT n.oid, n.nspname, n.nspowner FROM pg_namespace n WHERE {USER_SCHEMAS}),
 relations AS (
-    SELECT c.oid, c.relkind, s.oid AS nsp, format('%%I.%%I', s.nspname, c.relname) AS name
+    SELECT c.oid, c.relkind, s.oid AS nsp, quote_ident(s.nspname) || '.' || quote_ident(c.relname) AS name
     FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
 ),
