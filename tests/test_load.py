@@ -8,7 +8,7 @@ import pytest
 
 from servicedb.errors import DeclarationError
 from servicedb.load import load_declarations, load_environments, load_services
-from servicedb.spec import OperatorHost
+from servicedb.spec import OperatorHost, Provisioner
 
 ENVIRONMENT = """
 [dev]
@@ -253,3 +253,27 @@ def test_reports_network_validation_problems_with_the_file(tmp_path):
         "  at network.operator_cidr: 0.0.0.0/0 would let every address reach the cluster; give the operator "
         "host's subnet, e.g. '10.100.1.0/24'"
     )
+
+
+def test_loads_the_lambda_provisioner_of_the_tests_environment():
+    path = Path(__file__).parent / "environments.toml"
+    [(environment, _)], problems = load_environments(path)
+    assert problems == []
+    assert environment.provisioner is Provisioner.LAMBDA
+    assert environment.provisioner_subnet_ids == ("subnet-0c00000000000d001", "subnet-0c00000000000d002")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("provisioner = 'lamda'\n", "at provisioner: must be one of 'terraform', 'lambda', got 'lamda'"),
+        ("provisioner_subnet = []\n", "at provisioner_subnet: unknown setting; did you mean 'provisioner_subnet_ids'?"),
+        ("provisioner_subnet_ids = 'subnet-0c00000000000d001'\n", "at provisioner_subnet_ids: must be an array"),
+    ],
+)
+def test_rejects_bad_provisioner_settings(tmp_path, extra, expected):
+    path = tmp_path / "environments.toml"
+    path.write_text(ENVIRONMENT + extra)
+    _, problems = load_environments(path)
+    [problem] = problems
+    assert f"at {problem.at}: {problem.message}".startswith(expected)

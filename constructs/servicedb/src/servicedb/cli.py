@@ -5,12 +5,14 @@
     servicedb apply  --url URL [--services DIR] [--env ENV]
     servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
     servicedb demo   [--services DIR]
+    servicedb event  --env ENV [--services DIR] [--action apply|verify]
 
 User errors (bad declarations, an unreachable server, a missing secret, a failed statement)
 print one clear message and exit 1, without a traceback. No command prints a password.
 """
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,8 +27,9 @@ from servicedb.errors import DeclarationError
 from servicedb.load import load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
+from servicedb.provisioner import Action, event
 from servicedb.server import ServerError
-from servicedb.spec import Environment, Service, find_problems
+from servicedb.spec import Environment, Provisioner, Service, find_problems
 from servicedb.sql import render_script
 from servicedb.verify import FORMATS, verify
 
@@ -166,6 +169,20 @@ def cmd_verify(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_event(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    if not args.env:
+        raise UsageError("--env is required: the environment whose provisioner function the event is for")
+    plan = load_plan(args)
+    if plan.environment.provisioner != Provisioner.LAMBDA:
+        raise UsageError(
+            f"--env {args.env}: its provisioner is {plan.environment.provisioner}, not lambda; "
+            f"there is no function to invoke (use servicedb {args.action} --url ... instead)"
+        )
+    # Without ARNs the function reads each login user's secret by its name, which its policy allows.
+    out(json.dumps(event(plan, secret_arns={}, action=Action(args.action))))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from servicedb.demo import demo
 
@@ -227,6 +244,15 @@ def parser() -> argparse.ArgumentParser:
     verify_parser.add_argument(
         "--format", choices=sorted(FORMATS), default="text", help="output format (default: text)"
     )
+    event_parser = command(
+        "event",
+        "Print the event that makes an environment's lambda provisioner apply or verify the plan, for "
+        "`aws lambda invoke --payload fileb://...`; connects to nothing.",
+        url=False,
+    )
+    event_parser.add_argument(
+        "--action", choices=[str(action) for action in Action], default=str(Action.APPLY), help="default: apply"
+    )
     command(
         "demo",
         "Start a throwaway PostgreSQL, apply the services, print the matrix, remove it all.",
@@ -236,7 +262,14 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-COMMANDS = {"sql": cmd_sql, "plan": cmd_plan, "apply": cmd_apply, "verify": cmd_verify, "demo": cmd_demo}
+COMMANDS = {
+    "sql": cmd_sql,
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "verify": cmd_verify,
+    "demo": cmd_demo,
+    "event": cmd_event,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:
