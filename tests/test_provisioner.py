@@ -7,6 +7,8 @@ invocation sends: the function reads every password itself, and returns none.
 
 import dataclasses
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,3 +206,14 @@ def test_rejects_a_plan_that_breaks_isolation(deployment: Deployment) -> None:
     public_database["privileges"] = ["CONNECT"]
     with pytest.raises(ProvisionError, match="the plan breaks isolation"):
         invocation(sent)
+
+
+def test_the_handler_imports_no_construct_driver_binding_or_aws_sdk() -> None:
+    # The function's zip has none of them; boto3, which the Lambda runtime has, is imported to run.
+    code = (
+        "import sys, servicedb.provisioner;"
+        "print(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'cdktf', 'constructs', 'jsii', 'psycopg', 'psycopg_binary', 'boto3', 'botocore', 'moto'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
