@@ -90,6 +90,12 @@ def test_rejects_a_missing_services_directory(tmp_path):
         ("kms_key_arn = 5\n", "at kms_key_arn: must be a string, got 5"),
         ("max_connections = true\n", "at max_connections: must be a whole number, got True"),
         ("[dev.tags]\nteam = 5\n", "at tags: must be a table of strings, got {'team': 5}"),
+        ("provisioner = 'lamda'\n", "at provisioner: must be one of 'terraform', 'lambda', got 'lamda'"),
+        ("provisioner_subnet = []\n", "at provisioner_subnet: unknown setting; did you mean 'provisioner_subnet_ids'?"),
+        (
+            "provisioner_subnet_ids = 'subnet-0c00000000000d001'\n",
+            "at provisioner_subnet_ids: must be an array of strings, got 'subnet-0c00000000000d001'",
+        ),
     ],
 )
 def test_rejects_bad_environment_tables(tmp_path, extra, expected):
@@ -261,19 +267,3 @@ def test_loads_the_lambda_provisioner_of_the_tests_environment():
     assert problems == []
     assert environment.provisioner is Provisioner.LAMBDA
     assert environment.provisioner_subnet_ids == ("subnet-0c00000000000d001", "subnet-0c00000000000d002")
-
-
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [
-        ("provisioner = 'lamda'\n", "at provisioner: must be one of 'terraform', 'lambda', got 'lamda'"),
-        ("provisioner_subnet = []\n", "at provisioner_subnet: unknown setting; did you mean 'provisioner_subnet_ids'?"),
-        ("provisioner_subnet_ids = 'subnet-0c00000000000d001'\n", "at provisioner_subnet_ids: must be an array"),
-    ],
-)
-def test_rejects_bad_provisioner_settings(tmp_path, extra, expected):
-    path = tmp_path / "environments.toml"
-    path.write_text(ENVIRONMENT + extra)
-    _, problems = load_environments(path)
-    [problem] = problems
-    assert f"at {problem.at}: {problem.message}".startswith(expected)

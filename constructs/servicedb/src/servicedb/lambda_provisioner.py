@@ -31,7 +31,7 @@ from constructs import Construct
 
 from servicedb import bundle, provisioner
 from servicedb.construct import DatabaseUser
-from servicedb.plan import Plan
+from servicedb.plan import Plan, secret_read_statements
 from servicedb.scan import skip_check
 from servicedb.spec import Environment
 
@@ -42,6 +42,14 @@ TIMEOUT_SECONDS = 900
 """Lambda's longest: a first apply creates every database, and CREATE DATABASE takes seconds on Aurora."""
 MEMORY_MB = 256
 LOG_RETENTION_DAYS = 365
+LAMBDA_TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 
 
 @functools.cache
@@ -111,23 +119,13 @@ def execution_policy(environment: Environment, *, secret_arns: Sequence[str], lo
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": [f"{log_group_arn}:*"],
         },
-        {
-            "Sid": "ReadDatabaseSecrets",
-            "Effect": "Allow",
-            "Action": ["secretsmanager:GetSecretValue"],
-            "Resource": [environment.master_secret_arn, *secret_arns],
-        },
+        *secret_read_statements(
+            [environment.master_secret_arn, *secret_arns],
+            kms_key_arn=environment.kms_key_arn,
+            region=environment.region,
+            sid="DatabaseSecrets",
+        ),
     ]
-    if environment.kms_key_arn:
-        statements.append(
-            {
-                "Sid": "DecryptDatabaseSecrets",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt"],
-                "Resource": [environment.kms_key_arn],
-                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{environment.region}.amazonaws.com"}},
-            }
-        )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -170,18 +168,7 @@ class LambdaProvisioner(Construct):
             "role",
             name=name,
             description=f"servicedb: the {environment.name} provisioner function",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            assume_role_policy=LAMBDA_TRUST_POLICY,
             provider=aws_provider,
         )
         self.policy = IamRolePolicy(
