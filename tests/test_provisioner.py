@@ -19,9 +19,19 @@ import pytest
 from moto import mock_aws
 
 from servicedb.cli import local_environment, local_services
+from servicedb.load import Declarations
 from servicedb.passwords import generate_password
 from servicedb.plan import Plan, plan_services
-from servicedb.provisioner import Action, ProvisionError, SslMode, event, handler, invocation
+from servicedb.provisioner import (
+    Action,
+    ProvisionError,
+    SslMode,
+    event,
+    handler,
+    invocation,
+    plan_from_json,
+    plan_to_json,
+)
 from servicedb.server import ADMIN, LocalServer
 
 SERVICES = Path(__file__).parent / "services"
@@ -59,6 +69,13 @@ class Deployment:
         return psycopg.connect(
             self.server.admin_url, password=self.server.admin_password, dbname=database, autocommit=True
         )
+
+
+def test_every_environments_plan_reads_back_as_it_was_written(declarations: Declarations) -> None:
+    # The repository's environments: an operator network with its enum, tags, a KMS key.
+    for environment in declarations.environments:
+        plan = plan_services(declarations.services, environment)
+        assert plan_from_json(Plan, json.loads(json.dumps(plan_to_json(plan)))) == plan
 
 
 @pytest.fixture(scope="module")
