@@ -178,6 +178,7 @@ class ServiceDatabase(Construct):
         self._readers: Construct | None = None
 
         self.owner_role = Role(self, "owner_role", name=plan.owner.name, login=False, provider=postgresql_provider)
+        self.writer_role = Role(self, "writer_role", name=plan.writer.name, login=False, provider=postgresql_provider)
         self.reader_role = Role(self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider)
         users = {}
         for role, assume_role in ((plan.app, None), (plan.migrator, self.owner_role)):
@@ -195,6 +196,7 @@ class ServiceDatabase(Construct):
         self.migrator: DatabaseUser = users[plan.migrator.name]
         roles: dict[str, str] = {
             plan.owner.name: self.owner_role.name,
+            plan.writer.name: self.writer_role.name,
             plan.reader.name: self.reader_role.name,
             **{name: user.name for name, user in users.items()},
             p.PUBLIC: p.PUBLIC,
