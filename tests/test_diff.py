@@ -39,8 +39,9 @@ def test_from_nothing_creates_everything_in_order(wanted: Plan) -> None:
     assert 'CREATE EXTENSION IF NOT EXISTS "pgcrypto" SCHEMA "billing"' in sql
     assert (
         'ALTER DEFAULT PRIVILEGES FOR ROLE "orders_owner" IN SCHEMA "orders" '
-        'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "orders_app"'
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "orders_writer"'
     ) in sql
+    assert 'GRANT "orders_writer" TO "orders_app"' in sql
     schema_statement = statements[create_schema]
     assert (schema_statement.database, schema_statement.role) == ("orders", "orders_owner")
     assert statements[create_database].autocommit

@@ -191,9 +191,13 @@ class ServiceDatabase(Construct):
 
         in_terraform = provisioner == Provisioner.TERRAFORM
         self.owner_role: Role | None = None
+        self.writer_role: Role | None = None
         self.reader_role: Role | None = None
         if in_terraform:
             self.owner_role = Role(self, "owner_role", name=plan.owner.name, login=False, provider=postgresql_provider)
+            self.writer_role = Role(
+                self, "writer_role", name=plan.writer.name, login=False, provider=postgresql_provider
+            )
             self.reader_role = Role(
                 self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider
             )
@@ -218,6 +222,7 @@ class ServiceDatabase(Construct):
             return  # the provisioner function applies the roles, the database and what is inside
         roles: dict[str, str] = {
             plan.owner.name: self.owner_role.name,
+            plan.writer.name: self.writer_role.name,
             plan.reader.name: self.reader_role.name,
             **{name: user.name for name, user in users.items()},
             p.PUBLIC: p.PUBLIC,

@@ -39,8 +39,9 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     problems: list[str] = []
     managed = {role.name for service in wanted.services for role in service.roles}
     for service in wanted.services:
-        statements += role_changes(service.owner, current)
-        statements += role_changes(service.reader, current)
+        for role in service.roles:
+            if not role.login:
+                statements += role_changes(role, current)
     for service in wanted.services:
         for user in service.login_users:
             statements += role_changes(user, current)

@@ -42,9 +42,11 @@ class RoleKind(StrEnum):
     OWNER = "owner"
     """NOLOGIN; owns the database, the schema and every table in it. The DDL role."""
     APP = "app"
-    """LOGIN; reads and writes the service's tables (DML only)."""
+    """LOGIN; reads and writes the service's tables (DML only), as a member of the writer role."""
     MIGRATOR = "migrator"
     """LOGIN, NOINHERIT; becomes the owner at login, so everything it creates is the owner's."""
+    WRITER = "writer"
+    """NOLOGIN; DML on the service's tables and sequences, granted to the service's own app user."""
     READER = "reader"
     """NOLOGIN; SELECT on the service's tables, granted to other services' app users."""
 
@@ -204,6 +206,7 @@ class ServicePlan:
     owner: Role
     app: Role
     migrator: Role
+    writer: Role
     reader: Role
     grants: tuple[Grant, ...]
     default_privileges: tuple[DefaultPrivilege, ...]
@@ -214,7 +217,7 @@ class ServicePlan:
 
     @property
     def roles(self) -> tuple[Role, ...]:
-        return (self.owner, self.app, self.migrator, self.reader)
+        return (self.owner, self.app, self.migrator, self.writer, self.reader)
 
     @property
     def login_users(self) -> tuple[Role, ...]:
@@ -286,6 +289,7 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
         search_path=(name,),
         assume_role=owner.name,
     )
+    writer = Role(name=role_name(name, RoleKind.WRITER), kind=RoleKind.WRITER, login=False)
     reader = Role(name=role_name(name, RoleKind.READER), kind=RoleKind.READER, login=False)
 
     consumer_connections = sum(consumer.connection_limit for consumer in consumers)
@@ -326,20 +330,20 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
         on_database(PUBLIC),
         # REVOKE CREATE ON SCHEMA public FROM PUBLIC (PostgreSQL < 15 grants it by default).
         on_schema(PUBLIC, PUBLIC, "USAGE"),
-        on_database(app.name, "CONNECT"),
         on_database(migrator.name, "CONNECT"),
+        on_database(writer.name, "CONNECT"),
         on_database(reader.name, "CONNECT"),
-        on_schema(name, app.name, "USAGE"),
         on_schema(name, migrator.name, "USAGE"),
+        on_schema(name, writer.name, "USAGE"),
         on_schema(name, reader.name, "USAGE"),
-        on_all(ObjectType.TABLE, app.name, TABLE_DML),
-        on_all(ObjectType.SEQUENCE, app.name, SEQUENCE_DML),
+        on_all(ObjectType.TABLE, writer.name, TABLE_DML),
+        on_all(ObjectType.SEQUENCE, writer.name, SEQUENCE_DML),
         on_all(ObjectType.TABLE, reader.name, ("SELECT",)),
         on_all(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
     )
     default_privileges = (
-        later(ObjectType.TABLE, app.name, TABLE_DML),
-        later(ObjectType.SEQUENCE, app.name, SEQUENCE_DML),
+        later(ObjectType.TABLE, writer.name, TABLE_DML),
+        later(ObjectType.SEQUENCE, writer.name, SEQUENCE_DML),
         later(ObjectType.TABLE, reader.name, ("SELECT",)),
         later(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
     )
@@ -366,10 +370,14 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
         owner=owner,
         app=app,
         migrator=migrator,
+        writer=writer,
         reader=reader,
         grants=grants,
         default_privileges=default_privileges,
-        memberships=(Membership(member=migrator.name, role=owner.name),),
+        memberships=(
+            Membership(member=migrator.name, role=owner.name),
+            Membership(member=app.name, role=writer.name),
+        ),
         extensions=tuple(Extension(database=name, schema=name, name=e) for e in service.extensions),
         secrets=(
             secret(app, environment.execution_role_for(service)),
