@@ -13,8 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from psycopg import sql
-
+from servicedb import compose as sql
 from servicedb.inspect import MANAGED_SETTINGS, Contents, Current, DatabaseState
 from servicedb.plan import PUBLIC, DefaultPrivilege, Grant, ObjectType, Plan, Role, ServicePlan
 from servicedb.sql import PRIVILEGES, Password, Statement, grantee, ident, in_privilege_order, privilege_list
