@@ -17,6 +17,7 @@ from servicedb.network import NetworkPlan
 from servicedb.operator_access import Cloud9OperatorHost, OperatorAccess, SsmOperatorHost
 from servicedb.plan import Plan
 from servicedb.spec import Environment
+from servicedb.temporary_access import TemporaryDatabaseAccess
 
 
 def use_state_bucket(stack: TerraformStack, environment: Environment, name: str) -> None:
@@ -116,6 +117,27 @@ class DatabaseAccessStack(TerraformStack):
                 for user in (service.app, service.migrator)
             },
         )
+
+        grants = Construct(self, "temporary_access")
+        self.temporary_access = {
+            grant.role.name: TemporaryDatabaseAccess(
+                grants,
+                grant.role.name,
+                grant=grant,
+                service=self.services.services[grant.service],
+                postgresql_provider=postgresql,
+                aws_provider=aws,
+                random_provider=random,
+            )
+            for grant in plan.temporary
+        }
+        if self.temporary_access:
+            TerraformOutput(
+                self,
+                "temporary_access_secret_arns",
+                description="Break-glass grants live at synth: the secret each person reads, by role name",
+                value={name: access.secret_arn for name, access in self.temporary_access.items()},
+            )
 
 
 class OperatorNetworkStack(TerraformStack):
