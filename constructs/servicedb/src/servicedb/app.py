@@ -55,6 +55,6 @@ def main(
         print(f"servicedb: refusing to synthesize; fix these declarations:\n{error}", file=sys.stderr)
         return 1
     for access, source in declarations.access:
-        print(f"servicedb: {notice(access, source, now)}", file=sys.stderr)
+        print(f"servicedb: {notice(access, source, now)}")
     build_app(declarations, now=now).synth()
     return 0
