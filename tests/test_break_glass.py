@@ -33,7 +33,7 @@ READER = f"tmp_jdoe_ledger_{START:{STAMP_FORMAT}}"
 WRITER = f"tmp_asmith_checkout_{START:{STAMP_FORMAT}}"
 
 
-def grant(person: str, service: str, *, ticket: str, **extra: str) -> str:
+def grant(person: str, service: str, *, ticket: str, until: datetime = END, **extra: str) -> str:
     fields = "".join(f"    {name}={value!r},\n" for name, value in extra.items())
     return (
         textwrap.dedent(
@@ -48,7 +48,7 @@ def grant(person: str, service: str, *, ticket: str, **extra: str) -> str:
             service={service!r},
             ticket={ticket!r},
             valid_from=datetime.fromisoformat({START.isoformat()!r}),
-            valid_until=datetime.fromisoformat({END.isoformat()!r}),
+            valid_until=datetime.fromisoformat({until.isoformat()!r}),
         """
         )
         + textwrap.indent(fields, "")
@@ -229,6 +229,35 @@ def test_a_write_grant_without_a_reason_is_refused_and_nothing_is_applied(
     assert site.roles("tmp_bob_%") == []
 
 
+def test_a_grant_ended_early_is_removed_by_expire_at_once(site: Site) -> None:
+    """Shortening valid_until in the declaration ends the grant before its role's VALID UNTIL."""
+    carol = f"tmp_carol_inventory_{START:{STAMP_FORMAT}}"
+    (site.access / "inc-4.py").write_text(grant("carol", "inventory", ticket="INC-4"))
+    assert site.cli("apply")[0] == 0
+    session = site.login(carol, "inventory")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    (site.access / "inc-4.py").write_text(grant("carol", "inventory", ticket="INC-4", until=now))
+
+    code, output = site.cli("expire")
+    assert code == 0
+    actions = [json.loads(line) for line in output.splitlines()]
+    assert [(a["role"], a["action"]) for a in actions] == [
+        (carol, "forbid_login"),
+        (carol, "terminate_session"),
+        (carol, "drop_role"),
+    ]
+    assert actions[-1]["valid_until"] == f"{now:%Y-%m-%dT%H:%M:%SZ}"  # as approved, not the old VALID UNTIL
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    session.close()
+    assert sorted(site.roles()) == sorted([READER, WRITER])
+    code, output = site.cli("apply")
+    assert code == 0
+    assert "inc-4.py: expired at" in output
+    assert carol not in output
+    assert site.cli("verify")[0] == 0
+
+
 def test_after_its_time_a_grant_cannot_log_in_and_expire_ends_its_session(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -343,3 +372,18 @@ def test_concurrent_expire_runs_take_turns_and_touch_nothing_else(site: Site) ->
         with site.admin() as conn:
             for name in ("tmp_carl_inventory_202601010800", "tmp_dave_inventory_202601010800", "analyst"):
                 conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+def test_a_role_dropped_under_an_open_session_reads_nothing_more(site: Site) -> None:
+    """What a deploy does when it removes an expired grant before expire ran: the provider drops the
+    role, and its session stays connected but with none of the role's privileges."""
+    with site.admin() as conn:
+        conn.execute("CREATE ROLE tmp_erin_inventory_202601010800 LOGIN PASSWORD 'erin-password-0123456789'")
+        conn.execute("GRANT inventory_reader TO tmp_erin_inventory_202601010800")
+    url = site.server.url("tmp_erin_inventory_202601010800", "erin-password-0123456789", "inventory")
+    with psycopg.connect(url, autocommit=True) as session:
+        assert session.execute(f"SELECT count(*) FROM inventory.{OWN_TABLE}").fetchone() == (1,)
+        with site.admin() as conn:
+            conn.execute("DROP ROLE tmp_erin_inventory_202601010800")
+        with pytest.raises(errors.InsufficientPrivilege):
+            session.execute(f"SELECT count(*) FROM inventory.{OWN_TABLE}")

@@ -2,7 +2,7 @@
 
 PostgreSQL's `VALID UNTIL` refuses new logins after the time, but an open session goes on, and
 the role stays. For every temporary role (`tmp_<person>_<service>_<yyyymmddhhmm>`) whose
-`VALID UNTIL` has passed, `expire`:
+`VALID UNTIL` has passed, or whose declaration's `valid_until` has (a grant ended early), `expire`:
 
 1. forbids its logins (`NOLOGIN`), whatever the server's clock says;
 2. ends its sessions (`pg_terminate_backend`), after the admin becomes a member of the role, which
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from servicedb.access import ROLE_REGEX, STAMP_FORMAT, AccessLevel, TemporaryAccess, timestamp
+from servicedb.access import ROLE_REGEX, STAMP_FORMAT, AccessLevel, TemporaryAccess, is_aware, timestamp
 from servicedb.apply import ADVISORY_LOCK_KEY, LOCK_TIMEOUT
 from servicedb.plan import RoleKind
 
@@ -39,7 +39,7 @@ SELECT r.rolname, r.rolvaliduntil,
        ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
              WHERE m.member = r.oid ORDER BY 1)
 FROM pg_roles r
-WHERE r.rolname ~ %(pattern)s AND r.rolvaliduntil <= %(now)s
+WHERE r.rolname ~ %(pattern)s AND (r.rolvaliduntil <= %(now)s OR r.rolname = ANY(%(ended)s))
   AND NOT (r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls)
 ORDER BY r.rolname
 """
@@ -59,17 +59,15 @@ LEVEL_ROLES = {f"_{RoleKind.READER}": AccessLevel.READ, f"_{RoleKind.WRITER}": A
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ExpiredRole:
     name: str
-    valid_until: datetime
+    valid_until: datetime | None
+    """None for a role without `VALID UNTIL` that its declaration ended."""
     member_of: tuple[str, ...]
 
     def record(self, declared: tuple[TemporaryAccess, str] | None) -> dict[str, object]:
-        """Who, what, why, from and until: from the declaration when there is one, else from the role.
-
-        `valid_until` is always the role's: the time PostgreSQL enforced.
-        """
+        """Who, what, why, from and until: from the declaration when there is one, else from the role."""
         if declared is not None:
             access, source = declared
-            return {**access.record(), "valid_until": timestamp(self.valid_until), "declaration": source}
+            return {**access.record(), "declaration": source}
         held = [
             (role.removesuffix(suffix), str(level))
             for role in self.member_of
@@ -85,7 +83,7 @@ class ExpiredRole:
             "ticket": None,
             "reason": None,
             "valid_from": timestamp(datetime.strptime(self.name[-12:], STAMP_FORMAT).replace(tzinfo=UTC)),
-            "valid_until": timestamp(self.valid_until),
+            "valid_until": timestamp(self.valid_until) if self.valid_until else None,
             "declaration": None,
         }
 
@@ -98,18 +96,22 @@ def expire(
     declared: Mapping[str, tuple[TemporaryAccess, str]] = {},
     out: Callable[[str], None] = print,
 ) -> int:
-    """Remove every temporary role whose `VALID UNTIL` is at or before `now`; return how many failed.
+    """Remove every temporary role whose `VALID UNTIL`, or declared `valid_until`, is at or before
+    `now`; return how many could not be removed.
 
     `conn` is the admin connection (autocommit); `connect(database)` opens another one. `declared`
-    maps role names to their declarations and files, for the why of each line. A role that cannot
-    be removed is reported (`"action": "failed"`) and the others are still removed.
+    maps role names to their declarations and files: the why of each line, and the grants ended
+    before their role's `VALID UNTIL` (a declaration can only end a role earlier, never keep it). A
+    role that cannot be removed is reported (`"action": "failed"`) and the others are still removed.
     """
     conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
     try:
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
         roles = [
             ExpiredRole(name=name, valid_until=valid_until, member_of=tuple(member_of))
-            for name, valid_until, member_of in conn.execute(EXPIRED_ROLES, {"pattern": ROLE_REGEX, "now": now})
+            for name, valid_until, member_of in conn.execute(
+                EXPIRED_ROLES, {"pattern": ROLE_REGEX, "now": now, "ended": ended(declared, now)}
+            )
         ]
         failed = 0
         for role in roles:
@@ -122,6 +124,13 @@ def expire(
         return failed
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+
+
+def ended(declared: Mapping[str, tuple[TemporaryAccess, str]], now: datetime) -> list[str]:
+    """The roles whose declared `valid_until` is at or before `now`."""
+    return [
+        name for name, (access, _) in declared.items() if is_aware(access.valid_until) and access.valid_until <= now
+    ]
 
 
 def audit_log(record: Mapping[str, object], out: Callable[[str], None]) -> Callable[..., None]:
