@@ -231,7 +231,9 @@ def prod_stack_at(declarations, now: datetime) -> dict:
 
     from servicedb.stack import DatabaseAccessStack
 
-    plan = plan_services(declarations.services, declarations.environment("prod"), access=declarations.grants, now=now)
+    plan = plan_services(
+        declarations.services, declarations.environment("prod"), access=declarations.temporary_access, now=now
+    )
     return json.loads(Testing.synth(DatabaseAccessStack(Testing.app(), plan=plan), run_validations=True))
 
 

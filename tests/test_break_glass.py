@@ -24,7 +24,8 @@ from servicedb.cli import main
 from servicedb.load import display
 from servicedb.server import LocalServer
 
-SERVICES = Path(__file__).parent / "services"
+from test_isolation import Cluster
+
 OWN_TABLE = "items"
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
 END = START + timedelta(hours=2)
@@ -57,32 +58,20 @@ def grant(person: str, service: str, *, ticket: str, until: datetime = END, **ex
 
 
 @dataclass
-class Site:
-    server: LocalServer
-    secrets: Path
+class Site(Cluster):
+    """A cluster of the test services with break-glass declarations in `access`."""
+
     access: Path
-    outputs: list[str]
 
     def cli(self, command: str, *args: str, access: Path | None = None) -> tuple[int, str]:
+        """`servicedb <command>` with `--access`; `expire` takes no services and no secrets."""
+        if command != "expire":
+            return super().cli(command, "--access", str(access or self.access), *args)
         lines: list[str] = []
-        url = ["--url", self.server.admin_url_with_password]
-        common = ["--services", str(SERVICES), "--secrets", str(self.secrets)] if command != "expire" else []
-        code = main([command, *url, *common, "--access", str(access or self.access), *args], out=lines.append)
-        output = "\n".join(lines)
-        self.outputs.append(output)
-        return code, output
-
-    def password(self, user: str) -> str:
-        stored = json.loads(self.secrets.read_text())
-        return next(entry["password"] for entry in stored.values() if entry["username"] == user)
-
-    def login(self, user: str, database: str) -> psycopg.Connection:
-        return psycopg.connect(self.server.url(user, self.password(user), database), autocommit=True)
-
-    def admin(self, database: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(
-            self.server.admin_url, password=self.server.admin_password, dbname=database, autocommit=True
-        )
+        url = self.server.admin_url_with_password
+        code = main([command, "--url", url, "--access", str(access or self.access), *args], out=lines.append)
+        self.outputs.append("\n".join(lines))
+        return code, self.outputs[-1]
 
     def roles(self, pattern: str = "tmp_%") -> list[str]:
         with self.admin() as conn:
@@ -98,7 +87,8 @@ def site(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         grant("asmith", "checkout", ticket="INC-2", level="write", reason="requeue the stuck checkouts")
     )
     with LocalServer(server.binaries) as fresh:
-        result = Site(server=fresh, secrets=tmp_path_factory.mktemp("secrets") / "s.json", access=access, outputs=[])
+        secrets = tmp_path_factory.mktemp("secrets") / "s.json"
+        result = Site(server=fresh, secrets=secrets, outputs=[], access=access)
         code, output = result.cli("apply")
         assert code == 0, output
         for service in ("ledger", "checkout", "inventory"):

@@ -280,7 +280,7 @@ def test_loads_break_glass_grants_from_access_beside_services(tmp_path):
     [(access, source)] = declarations.access
     assert source == os.path.join("access", "2026-12-01-inc-123.py")
     assert (access.person, access.service, access.environment) == ("jdoe", "orders", "dev")
-    assert declarations.grants == (access,)
+    assert declarations.temporary_access == (access,)
 
 
 def test_a_missing_access_directory_declares_no_grant(tmp_path):

@@ -34,7 +34,7 @@ def build_app(declarations: Declarations, app: "App | None" = None, *, now: date
     for environment in declarations.environments:
         if environment.network is not None:
             OperatorNetworkStack(app, plan=plan_network(environment))
-        plan = plan_services(declarations.services, environment, access=declarations.grants, now=now)
+        plan = plan_services(declarations.services, environment, access=declarations.temporary_access, now=now)
         DatabaseAccessStack(app, plan=plan)
     return app
 

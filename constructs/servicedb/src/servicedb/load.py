@@ -31,7 +31,7 @@ class Declarations:
     """Break-glass grants, each with the file it came from, in the order of the file names."""
 
     @property
-    def grants(self) -> tuple[TemporaryAccess, ...]:
+    def temporary_access(self) -> tuple[TemporaryAccess, ...]:
         """The break-glass grants, without their files."""
         return tuple(access for access, _ in self.access)
 

@@ -255,7 +255,7 @@ class ServicePlan:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TemporaryGrant:
+class TemporaryAccessPlan:
     """A live break-glass grant (`access/*.py`): a login role that is a member of one service's
     reader role (or writer role) until `role.valid_until`, and its secret."""
 
@@ -275,7 +275,7 @@ class Plan:
     services: tuple[ServicePlan, ...]
     reads: tuple[Membership, ...]
     """Cross-service read access: a consumer's app user is granted a producer's reader role."""
-    temporary: tuple[TemporaryGrant, ...] = ()
+    temporary: tuple[TemporaryAccessPlan, ...] = ()
     """The break-glass grants live when the plan was made. @default - none."""
 
     def service(self, name: str) -> ServicePlan:
@@ -416,17 +416,11 @@ def wanted_service(
     )
 
     def secret(user: Role, reader_role: str) -> Secret:
-        return Secret(
+        return environment_secret(
+            environment,
             name=f"{environment.secret_prefix}{name}/{user.kind}",
             username=user.name,
             database=name,
-            host=environment.endpoint,
-            port=environment.port,
-            cluster_identifier=environment.cluster_identifier,
-            region=environment.region,
-            kms_key_arn=environment.kms_key_arn,
-            recovery_window_days=environment.secret_recovery_window_days,
-            password_length=environment.password_length,
             reader_role=reader_role,
         )
 
@@ -450,6 +444,36 @@ def wanted_service(
             secret(app, environment.execution_role_for(service)),
             secret(migrator, environment.migration_execution_role_for(service)),
         ),
+    )
+
+
+def environment_secret(
+    environment: Environment,
+    *,
+    name: str,
+    username: str,
+    database: str,
+    reader_role: str | None,
+    reader_principal_arn: str | None = None,
+    recovery_window_days: int | None = None,
+) -> Secret:
+    """The secret of `username` in `environment`'s cluster, read by `reader_role` or by
+    `reader_principal_arn`; `recovery_window_days` defaults to the environment's."""
+    return Secret(
+        name=name,
+        username=username,
+        database=database,
+        host=environment.endpoint,
+        port=environment.port,
+        cluster_identifier=environment.cluster_identifier,
+        region=environment.region,
+        kms_key_arn=environment.kms_key_arn,
+        recovery_window_days=(
+            environment.secret_recovery_window_days if recovery_window_days is None else recovery_window_days
+        ),
+        password_length=environment.password_length,
+        reader_role=reader_role,
+        reader_principal_arn=reader_principal_arn,
     )
 
 
@@ -505,7 +529,7 @@ def plan_services(
     return result
 
 
-def wanted_temporary(access: TemporaryAccess, environment: Environment) -> TemporaryGrant:
+def wanted_temporary(access: TemporaryAccess, environment: Environment) -> TemporaryAccessPlan:
     """The role, membership and secret of one validated, live break-glass grant."""
     role = Role(
         name=access.role_name,
@@ -518,22 +542,17 @@ def wanted_temporary(access: TemporaryAccess, environment: Environment) -> Tempo
         valid_until=access.valid_until,
     )
     level_role = RoleKind.WRITER if access.level == AccessLevel.WRITE else RoleKind.READER
-    return TemporaryGrant(
+    return TemporaryAccessPlan(
         access=access,
         role=role,
         membership=Membership(member=role.name, role=role_name(access.service, level_role)),
-        secret=Secret(
+        secret=environment_secret(
+            environment,
             name=f"{environment.secret_prefix}access/{role.name}",
             username=role.name,
             database=access.service,
-            host=environment.endpoint,
-            port=environment.port,
-            cluster_identifier=environment.cluster_identifier,
-            region=environment.region,
-            kms_key_arn=environment.kms_key_arn,
             # The name is never reused (it has the grant's start) and the password dies with the role.
             recovery_window_days=0,
-            password_length=environment.password_length,
             reader_role=None,
             reader_principal_arn=access.principal_arn,
         ),

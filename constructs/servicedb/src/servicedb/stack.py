@@ -123,7 +123,7 @@ class DatabaseAccessStack(TerraformStack):
             grant.role.name: TemporaryDatabaseAccess(
                 grants,
                 grant.role.name,
-                grant=grant,
+                plan=grant,
                 service=self.services.services[grant.service],
                 postgresql_provider=postgresql,
                 aws_provider=aws,

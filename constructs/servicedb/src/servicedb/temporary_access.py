@@ -30,19 +30,19 @@ class TemporaryDatabaseAccess(Construct):
         scope: Construct,
         id_: str,
         *,
-        grant: p.TemporaryGrant,
+        plan: p.TemporaryAccessPlan,
         service: ServiceDatabase,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.grant = grant
+        self.plan = plan
         self.user = DatabaseUser(
             self,
             "user",
-            role=grant.role,
-            secret=grant.secret,
+            role=plan.role,
+            secret=plan.secret,
             postgresql_provider=postgresql_provider,
             aws_provider=aws_provider,
             random_provider=random_provider,
@@ -52,14 +52,14 @@ class TemporaryDatabaseAccess(Construct):
             self,
             "membership",
             role=self.user.name,
-            grant_role=level_roles[grant.membership.role].name,
+            grant_role=level_roles[plan.membership.role].name,
             provider=postgresql_provider,
         )
         self.secret_policy = SecretsmanagerSecretPolicy(
             self,
             "secret_policy",
             secret_arn=self.user.secret_arn,
-            policy=Fn.jsonencode(grant.secret.resource_policy(self.user.secret_arn)),
+            policy=Fn.jsonencode(plan.secret.resource_policy(self.user.secret_arn)),
             provider=aws_provider,
         )
 
