@@ -377,3 +377,16 @@ def test_a_role_dropped_under_an_open_session_reads_nothing_more(site: Site) -> 
             conn.execute("DROP ROLE tmp_erin_inventory_202601010800")
         with pytest.raises(errors.InsufficientPrivilege):
             session.execute(f"SELECT count(*) FROM inventory.{OWN_TABLE}")
+
+
+def test_apply_resets_a_valid_until_set_by_hand_on_a_service_user(site: Site) -> None:
+    # As the postgresql provider does (its valid_until defaults to infinity): a service user never expires.
+    with site.admin() as conn:
+        conn.execute("ALTER ROLE inventory_app VALID UNTIL '2000-01-01 00:00:00+00'")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        site.login("inventory_app", "inventory")
+    code, output = site.cli("plan")
+    assert "-- inventory_app: valid until infinity (was 2000-01-01T00:00:00+00:00)" in output
+    assert "ALTER ROLE \"inventory_app\" VALID UNTIL 'infinity';" in output
+    assert site.cli("apply")[0] == 0
+    site.login("inventory_app", "inventory").close()
