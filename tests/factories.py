@@ -1,6 +1,13 @@
 """Valid declarations to build test cases from, each with the fields a test changes."""
 
+from datetime import UTC, datetime
+
+from servicedb.access import TemporaryAccess
 from servicedb.spec import Environment, OperatorNetwork, Reads, Service
+
+GRANT_FROM = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+GRANT_UNTIL = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
+DURING_GRANT = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
 
 
 def environment(**overrides: object) -> Environment:
@@ -36,3 +43,18 @@ def operator_network(**overrides: object) -> OperatorNetwork:
     }
     values.update(overrides)
     return OperatorNetwork(**values)  # type: ignore[arg-type]
+
+
+def temporary_access(**overrides: object) -> TemporaryAccess:
+    """A valid read grant for `jdoe` on `orders` in the `test` environment, 09:00 to 13:00 UTC on 1 December 2026."""
+    values: dict[str, object] = {
+        "person": "jdoe",
+        "principal_arn": "arn:aws:iam::123456789012:role/oncall-jdoe",
+        "environment": "test",
+        "service": "orders",
+        "ticket": "INC-123",
+        "valid_from": GRANT_FROM,
+        "valid_until": GRANT_UNTIL,
+    }
+    values.update(overrides)
+    return TemporaryAccess(**values)  # type: ignore[arg-type]

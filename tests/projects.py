@@ -40,12 +40,14 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 def copy_project(destination: Path) -> Path:
-    """main.py, cdktf.json and the declarations, with the repository's virtualenv and node_modules."""
+    """main.py, cdktf.json and the declarations (services, environments, break-glass access), with the
+    repository's virtualenv and node_modules."""
     destination.mkdir(parents=True)
     (destination / "node_modules").symlink_to(ROOT / "node_modules")
     for name in ("main.py", "environments.toml"):
         shutil.copy(ROOT / name, destination / name)
-    shutil.copytree(ROOT / "services", destination / "services")
+    for directory in ("services", "access"):
+        shutil.copytree(ROOT / directory, destination / directory)
     config = json.loads((ROOT / "cdktf.json").read_text())
     config["app"] = f"{PYTHON} main.py"
     (destination / "cdktf.json").write_text(json.dumps(config))

@@ -4,12 +4,14 @@ import json
 import os
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from servicedb.app import main
+from servicedb.plan import plan_services
 
 from projects import ROOT, cdktf_synth_command, copy_project, run_synth
 
@@ -217,3 +219,108 @@ def test_cdktf_synth_fails_on_bad_declarations_without_a_traceback(tmp_path):
     assert "at reads[0].service: no service named 'biling' (declared: orders)" in output
     assert "Traceback" not in output
     assert not (project / "cdktf.out" / "stacks").exists()
+
+
+# access/2026-11-02-inc-4711.py: jdoe reads orders in prod from 09:00 to 13:00 UTC on 2 November 2026.
+DURING_INC_4711 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+INC_4711_ROLE = "tmp_jdoe_orders_202611020900"
+
+
+def prod_stack_at(declarations, now: datetime) -> dict:
+    from cdktf import Testing
+
+    from servicedb.stack import DatabaseAccessStack
+
+    plan = plan_services(
+        declarations.services, declarations.environment("prod"), access=declarations.temporary_access, now=now
+    )
+    return json.loads(Testing.synth(DatabaseAccessStack(Testing.app(), plan=plan), run_validations=True))
+
+
+@pytest.fixture(scope="module")
+def during_inc_4711(declarations) -> dict:
+    """The prod stack synthesized while the repository's example grant is live."""
+    return prod_stack_at(declarations, DURING_INC_4711)
+
+
+def test_stack_with_a_live_grant_matches_snapshot(during_inc_4711, snapshot_json):
+    assert during_inc_4711 == snapshot_json
+
+
+def resource_addresses(document: dict) -> set[str]:
+    return {f"{kind}.{name}" for kind, items in document["resource"].items() for name in items}
+
+
+def test_a_live_grant_adds_its_role_membership_and_secret_and_nothing_else(during_inc_4711, synthesized):
+    without = synthesized["prod-database-access"]
+    added = resource_addresses(during_inc_4711) - resource_addresses(without)
+    assert resource_addresses(without) <= resource_addresses(during_inc_4711)
+    # Pinned: a changed address is a destroyed and recreated resource.
+    assert sorted(added) == [
+        "aws_secretsmanager_secret.temporary_access_tmp_jdoe_orders_202611020900_user_secret_DA709E30",
+        "aws_secretsmanager_secret_policy.temporary_access_tmp_jdoe_orders_202611020900_secret_policy_B26FC163",
+        "aws_secretsmanager_secret_version.temporary_access_tmp_jdoe_orders_202611020900_user_secret_value_7A048B87",
+        "postgresql_grant_role.temporary_access_tmp_jdoe_orders_202611020900_membership_40BC7C0E",
+        "postgresql_role.temporary_access_tmp_jdoe_orders_202611020900_user_role_66F4BC49",
+        "random_password.temporary_access_tmp_jdoe_orders_202611020900_user_password_89D18C1F",
+    ]
+    # Of what was there, only orders' database changes: room for the grant's 2 connections.
+    changed = {
+        f"{kind}.{name}"
+        for kind, items in without["resource"].items()
+        for name, resource in items.items()
+        if during_inc_4711["resource"][kind][name] != resource
+    }
+    assert changed == {"postgresql_database.services_orders_database_5318A4D0"}
+    orders = "services_orders_database_5318A4D0"
+    limits = [
+        stack["resource"]["postgresql_database"][orders]["connection_limit"] for stack in (without, during_inc_4711)
+    ]
+    assert limits[1] == limits[0] + 2
+    assert set(during_inc_4711["output"]) - set(without["output"]) == {"temporary_access_secret_arns"}
+
+
+def test_a_live_grant_is_a_login_role_until_its_end_in_the_services_reader_role(during_inc_4711):
+    resources = during_inc_4711["resource"]
+    [role] = [r for r in resources["postgresql_role"].values() if r["name"] == INC_4711_ROLE]
+    assert role["valid_until"] == "2026-11-02 13:00:00+00"
+    assert (role["login"], role["connection_limit"], role["search_path"]) == (True, 2, ["orders"])
+    assert role["password"].startswith("${random_password.temporary_access_tmp_jdoe_orders_202611020900_user_")
+    [membership] = [m for m in resources["postgresql_grant_role"].values() if "temporary_access_" in m["role"]]
+    assert membership["grant_role"] == "${postgresql_role.services_orders_reader_role_C1B6E13F.name}"
+    # No other role changes its expiry: the services' users never expire.
+    assert [r["name"] for r in resources["postgresql_role"].values() if "valid_until" in r] == [INC_4711_ROLE]
+
+
+def test_a_live_grants_secret_is_readable_by_the_person_only(during_inc_4711):
+    resources = during_inc_4711["resource"]
+    [secret] = [s for s in resources["aws_secretsmanager_secret"].values() if "/access/" in s["name"]]
+    assert secret["name"] == f"servicedb/prod/access/{INC_4711_ROLE}"
+    assert secret["recovery_window_in_days"] == 0
+    [policy] = resources["aws_secretsmanager_secret_policy"].values()
+    assert '"Principal" = {"AWS" = "arn:aws:iam::222222222222:role/oncall-jdoe"}' in policy["policy"]
+    assert '"Action" = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]' in policy["policy"]
+    # No IAM role policy for it, and nothing for ECS: only the resource policy lets anyone read it.
+    assert not [p for p in resources["aws_iam_role_policy"].values() if INC_4711_ROLE in p["name"]]
+    [version] = [v for name, v in resources["aws_secretsmanager_secret_version"].items() if "temporary_access" in name]
+    assert (
+        '"password" = random_password.temporary_access_tmp_jdoe_orders_202611020900_user_password_'
+        in (version["secret_string"])
+    )
+
+
+@pytest.mark.parametrize(
+    "now",
+    [datetime(2026, 11, 2, 8, 59, tzinfo=UTC), datetime(2026, 11, 2, 13, 0, tzinfo=UTC)],
+    ids=["pending", "expired"],
+)
+def test_a_pending_or_expired_grant_creates_nothing(declarations, synthesized, now):
+    assert prod_stack_at(declarations, now) == synthesized["prod-database-access"]
+
+
+def test_cdktf_synth_says_what_each_grant_does(cli_synth):
+    _, result = cli_synth
+    assert (
+        "servicedb: access/2026-11-02-inc-4711.py: expired at 2026-11-02T13:00:00Z: jdoe may read orders in prod "
+        "(INC-4711); creates nothing" in result.stdout
+    )

@@ -310,3 +310,46 @@ def test_a_declared_environment_reads_secrets_manager_unless_told_otherwise(tmp_
     local = str(tmp_path / "secrets.json")
     args = parser().parse_args(["apply", "--url", "postgresql://admin@db.internal/postgres", "--secrets", local])
     assert isinstance(password_store(args, plan), LocalSecrets)
+
+
+def test_expire_has_help_and_needs_no_declarations() -> None:
+    result = subprocess.run(
+        [Path(sys.executable).parent / "servicedb", "expire", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "--url" in result.stdout and "--access" in result.stdout
+    assert "--services" not in result.stdout
+
+
+def test_expire_fails_clearly_on_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run_cli("expire", "--url", "postgresql://admin:hunter2-secret@127.0.0.1:1/postgres")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "servicedb expire: cannot connect to" in err
+    assert "hunter2-secret" not in err
+    assert "Traceback" not in err
+
+
+def test_expire_reads_around_a_broken_declaration(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Expiry never waits for a declaration to be fixed: it is only where the why of a line comes from.
+    (tmp_path / "inc-1.py").write_text("ACCESS = (\n")
+    (tmp_path / "inc-2.py").write_text("ACCESS = 'not a grant'\n")
+    code, output = run_cli("expire", "--url", server.admin_url_with_password, "--access", str(tmp_path))
+    assert (code, output) == (0, "")
+    err = capsys.readouterr().err
+    assert "servicedb expire: reading without these declarations:" in err
+    assert "inc-1.py: module: 1 problem\n  is not valid Python" in err
+    assert "inc-2.py: not a valid TemporaryAccess; left out" in err
+
+
+def test_a_grant_of_another_environment_is_not_applied_locally(tmp_path: Path) -> None:
+    shutil.copytree(TEST_SERVICES, tmp_path / "services")
+    (tmp_path / "access").mkdir()
+    (tmp_path / "access" / "inc-1.py").write_text(
+        (ROOT / "access" / "2026-11-02-inc-4711.py").read_text().replace('service="orders"', 'service="ledger"')
+    )
+    code, script = run_cli("sql", "--services", str(tmp_path / "services"))
+    assert code == 0
+    assert "tmp_" not in script

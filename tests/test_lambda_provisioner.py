@@ -21,12 +21,14 @@ from servicedb import bundle
 from servicedb.cli import main
 from servicedb.construct import ServiceDatabases
 from servicedb.lambda_provisioner import execution_policy
-from servicedb.load import load_declarations
+from servicedb.load import Declarations, load_declarations
 from servicedb.plan import Plan, plan_services
 from servicedb.provisioner import HANDLER, Action, invocation
 from servicedb.scan import scan
 from servicedb.spec import Provisioner
 from servicedb.stack import DatabaseAccessStack
+
+from factories import GRANT_FROM, temporary_access
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = Path(__file__).parent / "environments.toml"
@@ -44,8 +46,18 @@ def snapshot_json(snapshot):
 
 
 @pytest.fixture(scope="module")
-def plan() -> Plan:
-    declarations = load_declarations(ROOT / "services", ENVIRONMENTS)
+def no_access(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty access directory: the repository's grants are for prod, which this file lacks."""
+    return tmp_path_factory.mktemp("access")
+
+
+@pytest.fixture(scope="module")
+def declarations(no_access: Path) -> Declarations:
+    return load_declarations(ROOT / "services", ENVIRONMENTS, no_access)
+
+
+@pytest.fixture(scope="module")
+def plan(declarations: Declarations) -> Plan:
     return plan_services(declarations.services, declarations.environment("stage"))
 
 
@@ -271,11 +283,11 @@ def test_a_read_is_the_functions_to_apply(plan: Plan) -> None:
         billing.grant_read(orders)
 
 
-def test_servicedb_event_prints_what_the_invocation_sends(plan: Plan) -> None:
+def test_servicedb_event_prints_what_the_invocation_sends(plan: Plan, no_access: Path) -> None:
     lines: list[str] = []
     code = main(
         ["event", "--env", "stage", "--services", str(ROOT / "services"), "--environments", str(ENVIRONMENTS)]
-        + ["--action", "verify"],
+        + ["--access", str(no_access), "--action", "verify"],
         out=lines.append,
     )
     assert code == 0
@@ -287,3 +299,21 @@ def test_servicedb_event_refuses_an_environment_without_the_function(capsys: pyt
     code = main(["event", "--env", "dev", "--services", str(ROOT / "services")], out=print)
     assert code == 1
     assert "--env dev: its provisioner is terraform, not lambda" in capsys.readouterr().err
+
+
+def test_a_live_break_glass_grant_is_a_secret_here_and_a_role_the_function_creates(
+    plan: Plan, declarations: Declarations
+) -> None:
+    grant = temporary_access(environment="stage", principal_arn="arn:aws:iam::444444444444:role/oncall-jdoe")
+    live = plan_services(declarations.services, plan.environment, access=[grant], now=GRANT_FROM)
+    [temporary] = live.temporary
+    document = synth(live)
+    assert not [kind for kind in document["resource"] if kind.startswith("postgresql_")]
+    secrets = document["resource"]["aws_secretsmanager_secret"]
+    [address] = [name for name, secret in secrets.items() if secret["name"] == temporary.secret.name]
+    assert [policy["secret_arn"] for policy in document["resource"]["aws_secretsmanager_secret_policy"].values()] == [
+        f"${{aws_secretsmanager_secret.{address}.arn}}"
+    ]
+    sent = json.loads(resource(document, INVOCATION)["input"])
+    assert sent["secret_arns"][temporary.role.name] == f"${{aws_secretsmanager_secret.{address}.arn}}"
+    assert invocation(sent).plan == live  # the role, its VALID UNTIL and membership travel with the plan

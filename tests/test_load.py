@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from servicedb.errors import DeclarationError
-from servicedb.load import load_declarations, load_environments, load_services
+from servicedb.load import load_access, load_declarations, load_environments, load_services
 from servicedb.spec import OperatorHost, Provisioner
 
 ENVIRONMENT = """
@@ -267,3 +267,63 @@ def test_loads_the_lambda_provisioner_of_the_tests_environment():
     assert problems == []
     assert environment.provisioner is Provisioner.LAMBDA
     assert environment.provisioner_subnet_ids == ("subnet-0c00000000000d001", "subnet-0c00000000000d002")
+
+
+GRANT = """\
+    from datetime import UTC, datetime
+    from servicedb import TemporaryAccess
+    ACCESS = TemporaryAccess(
+        person="jdoe",
+        principal_arn="arn:aws:iam::111111111111:role/oncall-jdoe",
+        environment="dev",
+        service="orders",
+        ticket="INC-123",
+        valid_from=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
+        valid_until=datetime(2026, 12, 1, 13, 0, tzinfo=UTC),
+        {extra}
+    )
+"""
+ORDERS = {"orders.py": "from servicedb import Service\nSERVICE = Service(name='orders')\n"}
+
+
+def test_loads_break_glass_grants_from_access_beside_services(tmp_path):
+    write(tmp_path / "services", ORDERS)
+    write(tmp_path / "access", {"2026-12-01-inc-123.py": GRANT.format(extra=""), "_notes.py": "X = 1\n"})
+    (tmp_path / "environments.toml").write_text(ENVIRONMENT)
+    declarations = load_declarations(tmp_path / "services", tmp_path / "environments.toml")
+    [(access, source)] = declarations.access
+    assert source == os.path.join("access", "2026-12-01-inc-123.py")
+    assert (access.person, access.service, access.environment) == ("jdoe", "orders", "dev")
+    assert declarations.temporary_access == (access,)
+
+
+def test_a_missing_access_directory_declares_no_grant(tmp_path):
+    write(tmp_path / "services", ORDERS)
+    (tmp_path / "environments.toml").write_text(ENVIRONMENT)
+    assert load_declarations(tmp_path / "services", tmp_path / "environments.toml").access == ()
+    assert load_access(tmp_path / "access") == ([], [])
+
+
+def test_reports_grant_problems_with_the_others(tmp_path):
+    write(tmp_path / "services", ORDERS)
+    write(
+        tmp_path / "access",
+        {
+            "inc-1.py": GRANT.format(extra='level="write",'),
+            "inc-2.py": "ACCESS = (\n",
+            "inc-3.py": "GRANT = 1\n",
+        },
+    )
+    (tmp_path / "environments.toml").write_text(ENVIRONMENT)
+    with pytest.raises(DeclarationError) as raised:
+        load_declarations(tmp_path / "services", tmp_path / "environments.toml")
+    assert [(p.source, p.at, p.message.split(";")[0]) for p in raised.value.problems] == [
+        (os.path.join("access", "inc-2.py"), "", "is not valid Python: '(' was never closed at line 1"),
+        (os.path.join("access", "inc-3.py"), "", "defines no ACCESS"),
+        (
+            os.path.join("access", "inc-1.py"),
+            "reason",
+            "is required for level='write': say what must be written and why, e.g. "
+            "reason='re-run the failed migration's backfill of orders.status'",
+        ),
+    ]

@@ -1,8 +1,10 @@
 """The plan: which roles, grants, default privileges and secrets each service gets."""
 
 import dataclasses
+import re
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
@@ -14,13 +16,15 @@ from servicedb.plan import (
     Membership,
     ObjectType,
     PlanInvariantError,
+    Role,
+    RoleKind,
     check_invariants,
     plan_service,
     plan_services,
 )
 from servicedb.spec import Service
 
-from factories import environment, reading
+from factories import DURING_GRANT, GRANT_FROM, GRANT_UNTIL, environment, reading, temporary_access
 
 
 @pytest.fixture
@@ -252,8 +256,8 @@ def test_fails_a_plan_where_a_login_user_has_no_secret(wanted):
 def test_declarations_and_plan_import_nothing_from_cdktf():
     # The plan must outlive cdktf (archived upstream) and serve every adapter.
     code = (
-        "import sys, servicedb, servicedb.spec, servicedb.load, servicedb.plan, servicedb.network, servicedb.scan,"
-        " servicedb.app;"
+        "import sys, servicedb, servicedb.spec, servicedb.access, servicedb.load, servicedb.plan, servicedb.network,"
+        " servicedb.scan, servicedb.app;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cdktf', 'constructs', 'jsii')"
         " or m.startswith('cdktf_')))"
     )
@@ -282,3 +286,147 @@ def test_secret_read_policy_names_exactly_the_secret_and_the_key(wanted):
             },
         ],
     }
+
+
+SHOP = [reading("orders", "billing"), reading("billing")]
+
+
+def plan_with(*grants, now=DURING_GRANT):
+    return plan_services(SHOP, environment(), access=grants, now=now)
+
+
+def test_a_live_read_grant_is_a_login_role_in_the_services_reader_role():
+    wanted = plan_with(temporary_access())
+    [grant] = wanted.temporary
+    assert grant.role == Role(
+        name="tmp_jdoe_orders_202612010900",
+        kind=RoleKind.TEMPORARY,
+        login=True,
+        connection_limit=2,
+        statement_timeout_ms=60_000,
+        idle_in_transaction_timeout_ms=300_000,
+        search_path=("orders",),
+        valid_until=GRANT_UNTIL,
+    )
+    assert grant.role.valid_until_text == "2026-12-01 13:00:00+00"
+    assert grant.membership == Membership(member="tmp_jdoe_orders_202612010900", role="orders_reader")
+    assert grant.membership in wanted.memberships
+    assert grant.role in wanted.roles
+    # The grant's connections fit in the database: app 10 + migrator 2 + grant 2 + 3 for operators.
+    assert wanted.service("orders").database.connection_limit == 17
+
+
+def test_a_temporary_secret_is_read_by_the_persons_principal_alone():
+    [grant] = plan_with(temporary_access()).temporary
+    secret = grant.secret
+    assert (secret.name, secret.username, secret.database) == (
+        "servicedb/test/access/tmp_jdoe_orders_202612010900",
+        "tmp_jdoe_orders_202612010900",
+        "orders",
+    )
+    assert (secret.reader_role, secret.reader_principal_arn) == (None, "arn:aws:iam::123456789012:role/oncall-jdoe")
+    assert secret.recovery_window_days == 0
+    assert secret.resource_policy("arn:aws:secretsmanager:eu-west-1:123456789012:secret:x") == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadTemporaryAccessSecret",
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::123456789012:role/oncall-jdoe"},
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x",
+            }
+        ],
+    }
+
+
+def test_a_write_grant_is_a_member_of_the_services_writer_role():
+    [grant] = plan_with(temporary_access(level="write", reason="fix INC-123")).temporary
+    assert grant.membership == Membership(member="tmp_jdoe_orders_202612010900", role="orders_writer")
+
+
+@pytest.mark.parametrize("now", [GRANT_FROM - timedelta(minutes=1), GRANT_UNTIL])
+def test_a_pending_or_expired_grant_plans_nothing(now):
+    assert plan_with(temporary_access(), now=now) == plan_with()
+
+
+def test_grants_of_other_environments_plan_nothing_here():
+    elsewhere = temporary_access(environment="prod", service="nothing_here_either")
+    assert plan_with(elsewhere) == plan_with()
+
+
+def test_fails_to_plan_a_write_grant_without_a_reason():
+    with pytest.raises(DeclarationError, match="at reason: is required for level='write'"):
+        plan_with(temporary_access(level="write"))
+
+
+def with_grant(wanted, **changes):
+    """`wanted` with its one temporary grant changed, as a bug in the planner might change it."""
+    [grant] = wanted.temporary
+    return dataclasses.replace(wanted, temporary=(dataclasses.replace(grant, **changes),))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="billing_reader")},
+            "temporary role tmp_jdoe_orders_202612010900 is a member of ['billing_reader'], not of orders_reader only",
+        ),
+        (
+            {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="orders_writer")},
+            "not of orders_reader only",
+        ),
+        (
+            {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="billing_writer")},
+            "tmp_jdoe_orders_202612010900 is granted billing_writer, which is not a reader role",
+        ),
+        (
+            {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="orders_owner")},
+            "not of orders_reader only",
+        ),
+    ],
+)
+def test_fails_a_plan_where_a_temporary_role_reaches_beyond_its_service_and_level(changes, expected):
+    with pytest.raises(PlanInvariantError, match=re.escape(expected)):
+        check_invariants(with_grant(plan_with(temporary_access()), **changes))
+
+
+def test_a_write_grant_belongs_to_the_service_it_writes():
+    # The writer role of orders may have a member that is not orders' app user: the grant's role,
+    # which counts as orders'. The same role as a member of billing's writer is a second writer.
+    wanted = plan_with(temporary_access(level="write", reason="fix INC-123"))
+    check_invariants(wanted)
+    billing = Membership(member="tmp_jdoe_orders_202612010900", role="billing_writer")
+    with pytest.raises(PlanInvariantError, match="is granted billing_writer, which is not a reader role"):
+        check_invariants(with_grant(wanted, membership=billing))
+
+
+def test_fails_a_plan_where_a_temporary_role_holds_grants_or_is_granted():
+    planned = plan_with(temporary_access())
+    orders = planned.service("orders")
+    direct = Grant(
+        database="orders",
+        schema="orders",
+        object_type=ObjectType.TABLE,
+        grantee="tmp_jdoe_orders_202612010900",
+        privileges=("SELECT",),
+    )
+    with pytest.raises(PlanInvariantError, match="temporary role tmp_jdoe_orders_202612010900 holds a grant directly"):
+        check_invariants(with_service(planned, "orders", grants=orders.grants + (direct,)))
+    granted = dataclasses.replace(
+        planned, reads=planned.reads + (Membership(member="billing_app", role="tmp_jdoe_orders_202612010900"),)
+    )
+    with pytest.raises(PlanInvariantError, match="billing_app is granted temporary role tmp_jdoe_orders_202612010900"):
+        check_invariants(granted)
+
+
+def test_fails_a_plan_where_a_temporary_role_never_expires_or_its_secret_leaks():
+    planned = plan_with(temporary_access())
+    [grant] = planned.temporary
+    forever = dataclasses.replace(grant.role, valid_until=None)
+    with pytest.raises(PlanInvariantError, match="temporary role tmp_jdoe_orders_202612010900 does not expire"):
+        check_invariants(with_grant(planned, role=forever))
+    shared = dataclasses.replace(grant.secret, reader_role="prod-orders-execution")
+    with pytest.raises(PlanInvariantError, match="is not readable by arn:aws:iam::123456789012:role/oncall-jdoe alone"):
+        check_invariants(with_grant(planned, secret=shared))

@@ -1,9 +1,9 @@
 """servicedb: per-service, isolated access to a shared Aurora PostgreSQL cluster.
 
-Declarations (`Service`, `Reads`, `Environment`, `OperatorNetwork`) and the plans import nothing
-from cdktf; the construct names (`ServiceDatabase`, `ServiceDatabases`, `OperatorAccess`,
-`LambdaProvisioner`, and the stacks) are loaded on first use, so a declaration file imports in
-milliseconds.
+Declarations (`Service`, `Reads`, `Environment`, `OperatorNetwork`, `TemporaryAccess`) and the
+plans import nothing from cdktf; the construct names (`ServiceDatabase`, `ServiceDatabases`,
+`OperatorAccess`, `LambdaProvisioner`, `TemporaryDatabaseAccess`, and the stacks) are loaded on
+first use, so a declaration file imports in milliseconds.
 
 Importing servicedb also calls `servicedb.lazy_aws.install()`, before any of its modules imports
 the AWS provider: `cdktf_cdktf_provider_aws` then loads the few submodules a stack uses instead of
@@ -11,6 +11,7 @@ all ~2,200 (about 2 s instead of 12). Import `cdktf_cdktf_provider_aws` first to
 """
 
 from servicedb import lazy_aws
+from servicedb.access import AccessLevel, TemporaryAccess
 from servicedb.errors import DeclarationError, Problem
 from servicedb.network import NetworkPlan, plan_network
 from servicedb.plan import Plan, ServicePlan, plan_service, plan_services
@@ -19,6 +20,7 @@ from servicedb.spec import Environment, OperatorHost, OperatorNetwork, Provision
 lazy_aws.install()
 
 __all__ = [
+    "AccessLevel",
     "Cloud9OperatorHost",
     "DatabaseAccessStack",
     "DatabaseUser",
@@ -39,6 +41,8 @@ __all__ = [
     "ServiceDatabases",
     "ServicePlan",
     "SsmOperatorHost",
+    "TemporaryAccess",
+    "TemporaryDatabaseAccess",
     "plan_network",
     "plan_service",
     "plan_services",
@@ -54,6 +58,7 @@ _CONSTRUCTS = {
     "Cloud9OperatorHost": "servicedb.operator_access",
     "DatabaseAccessStack": "servicedb.stack",
     "OperatorNetworkStack": "servicedb.stack",
+    "TemporaryDatabaseAccess": "servicedb.temporary_access",
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 MODULES = (
     "__init__",
+    "access",
     "apply",
     "compose",
     "diff",

@@ -4,8 +4,12 @@
     servicedb plan   --url URL [--services DIR] [--env ENV]
     servicedb apply  --url URL [--services DIR] [--env ENV]
     servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
+    servicedb expire --url URL [--access DIR]
     servicedb demo   [--services DIR]
     servicedb event  --env ENV [--services DIR] [--action apply|verify]
+
+Break-glass grants come from `--access` (default: `access/` beside the services directory);
+`$SERVICEDB_NOW` fixes the time that decides which of them are live.
 
 User errors (bad declarations, an unreachable server, a missing secret, a failed statement)
 print one clear message and exit 1, without a traceback. No command prints a password.
@@ -21,10 +25,12 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from servicedb.access import TemporaryAccess, current_time, find_access_problems, notice
 from servicedb.apply import ApplyError, apply_plan, changes_for
 from servicedb.diff import diff
 from servicedb.errors import DeclarationError
-from servicedb.load import load_declarations, load_services
+from servicedb.expire import expire
+from servicedb.load import default_access_dir, load_access, load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
 from servicedb.provisioner import Action, event
@@ -56,17 +62,25 @@ def local_environment(host: str, port: int) -> Environment:
     )
 
 
-def load_plan(args: argparse.Namespace, *, host: str = "localhost", port: int = 5432) -> Plan:
-    """The plan of `--services` for `--env`, or for the local environment without it."""
+def load_plan(args: argparse.Namespace, *, host: str = "localhost", port: int = 5432) -> tuple[Plan, list[str]]:
+    """The plan of `--services` and `--access` for `--env`, or for the local environment without
+    it, and one line on each of the environment's break-glass grants (live, pending, expired)."""
+    now = current_time()
+    access_dir = args.access or default_access_dir(args.services)
     if args.env:
-        declarations = load_declarations(args.services, args.environments)
+        declarations = load_declarations(args.services, args.environments, access_dir)
         try:
             environment = declarations.environment(args.env)
         except KeyError as error:
             raise UsageError(f"--env {args.env}: {error.args[0]} in {args.environments}") from None
-        return plan_services(declarations.services, environment)
-    environment = local_environment(host, port)
-    return plan_services(local_services(args.services, environment), environment)
+        services, access = list(declarations.services), list(declarations.access)
+    else:
+        environment = local_environment(host, port)
+        services = local_services(args.services, environment)
+        access = local_access(access_dir, services, environment)
+    here = [(grant, source) for grant, source in access if grant.environment == environment.name]
+    plan = plan_services(services, environment, access=[grant for grant, _ in here], now=now)
+    return plan, [notice(grant, source, now) for grant, source in here]
 
 
 def local_services(directory: Path, environment: Environment) -> list[Service]:
@@ -76,6 +90,20 @@ def local_services(directory: Path, environment: Environment) -> list[Service]:
     if problems:
         raise DeclarationError(problems)
     return [service for service, _ in services]
+
+
+def local_access(
+    directory: Path, services: list[Service], environment: Environment
+) -> list[tuple[TemporaryAccess, str]]:
+    """The break-glass grants declared in `directory` for the local environment, checked."""
+    declared, problems = load_access(directory)
+    mine = [(a, source) for a, source in declared if getattr(a, "environment", None) == environment.name]
+    problems += find_access_problems(
+        mine, services={s.name for s in services}, environments={environment.name: environment}
+    )
+    if problems:
+        raise DeclarationError(problems)
+    return mine  # type: ignore[return-value]  # checked above
 
 
 def redacted(url: str) -> str:
@@ -131,15 +159,22 @@ def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | Secre
     return LocalSecrets(Path(args.secrets or f".servicedb/{plan.environment.name}-secrets.json"))
 
 
+def print_notices(notices: list[str], out: Callable[[str], None]) -> None:
+    for line in notices:
+        out(f"-- temporary access: {line}")
+
+
 def cmd_sql(args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    plan = load_plan(args)
+    plan, notices = load_plan(args)
+    print_notices(notices, out)
     out(render_script(diff(plan, None).statements).rstrip("\n"))
     return 0
 
 
 def cmd_plan(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     server = Server(args.url)
-    plan = load_plan(args, host=server.host, port=server.port)
+    plan, notices = load_plan(args, host=server.host, port=server.port)
+    print_notices(notices, out)
     changes, _, complete = changes_for(server, plan, password_store(args, plan), write_secrets=False)
     for problem in changes.problems:
         out(f"-- cannot apply: {problem}")
@@ -155,14 +190,15 @@ def cmd_plan(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
 def cmd_apply(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     server = Server(args.url)
-    plan = load_plan(args, host=server.host, port=server.port)
+    plan, notices = load_plan(args, host=server.host, port=server.port)
+    print_notices(notices, out)
     apply_plan(server, plan, password_store(args, plan), out=out)
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     server = Server(args.url)
-    plan = load_plan(args, host=server.host, port=server.port)
+    plan, _ = load_plan(args, host=server.host, port=server.port)
     with server.connect() as conn:
         report = verify(conn, plan, connect=server.connect)
     out(FORMATS[args.format](report).rstrip("\n"))
@@ -172,7 +208,7 @@ def cmd_verify(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 def cmd_event(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if not args.env:
         raise UsageError("--env is required: the environment whose provisioner function the event is for")
-    plan = load_plan(args)
+    plan, _ = load_plan(args)  # the notices are in plan/apply's output; this prints JSON only
     if plan.environment.provisioner != Provisioner.LAMBDA:
         raise UsageError(
             f"--env {args.env}: its provisioner is {plan.environment.provisioner}, not lambda; "
@@ -181,6 +217,30 @@ def cmd_event(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     # Without ARNs the function reads each login user's secret by its name, which its policy allows.
     out(json.dumps(event(plan, secret_arns={}, action=Action(args.action))))
     return 0
+
+
+def cmd_expire(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Remove the temporary roles past their time; each declaration found in `--access` adds its why.
+
+    Declarations that cannot be read are reported and left out: expiry never waits for them.
+    """
+    declared, problems = load_access(args.access or Path("access"))
+    if problems:
+        print(f"servicedb expire: reading without these declarations:\n{DeclarationError(problems)}", file=sys.stderr)
+    by_role = {}
+    for access, source in declared:
+        try:
+            by_role[access.role_name] = (access, source)
+        except (AttributeError, TypeError, ValueError):
+            print(f"servicedb expire: {source}: not a valid TemporaryAccess; left out", file=sys.stderr)
+    server = Server(args.url)
+    now = current_time()
+    try:
+        with server.connect() as conn:
+            failed = expire(conn, connect=server.connect, now=now, declared=by_role, out=out)
+    except psycopg.Error as error:
+        raise UsageError(f"failed on {redacted(server.url)}: {error.diag.message_primary or error}") from None
+    return 1 if failed else 0
 
 
 def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -196,6 +256,23 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def add_url(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--url",
+            default=os.environ.get(URL_VARIABLE),
+            required=URL_VARIABLE not in os.environ,
+            help=f"libpq URL of the admin connection (CREATEDB, CREATEROLE); default: ${URL_VARIABLE}. "
+            "Keep the password out of it: use PGPASSWORD or ~/.pgpass",
+        )
+
+    def add_access(sub: argparse.ArgumentParser, default: str) -> None:
+        sub.add_argument(
+            "--access",
+            type=Path,
+            metavar="DIR",
+            help=f"directory of break-glass declarations, one ACCESS each (default: {default})",
+        )
+
     def command(name: str, help_: str, *, url: bool, environment: bool = True) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_, description=help_)
         sub.add_argument(
@@ -206,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
             help="directory of service declarations, one <name>.py each (default: ./services)",
         )
         if environment:
+            add_access(sub, "access/ beside --services")
             sub.add_argument(
                 "--env",
                 metavar="ENV",
@@ -219,13 +297,7 @@ def parser() -> argparse.ArgumentParser:
                 help="environment declarations (default: ./environments.toml)",
             )
         if url:
-            sub.add_argument(
-                "--url",
-                default=os.environ.get(URL_VARIABLE),
-                required=URL_VARIABLE not in os.environ,
-                help=f"libpq URL of the admin connection (CREATEDB, CREATEROLE); default: ${URL_VARIABLE}. "
-                "Keep the password out of it: use PGPASSWORD or ~/.pgpass",
-            )
+            add_url(sub)
             sub.add_argument(
                 "--secrets",
                 metavar="FILE|aws",
@@ -253,6 +325,13 @@ def parser() -> argparse.ArgumentParser:
     event_parser.add_argument(
         "--action", choices=[str(action) for action in Action], default=str(Action.APPLY), help="default: apply"
     )
+    expire_help = (
+        "Remove break-glass roles past their VALID UNTIL: end their sessions, reassign and drop what they own, "
+        "drop them; one JSON line per action. Safe to run every few minutes."
+    )
+    expire_parser = commands.add_parser("expire", help=expire_help, description=expire_help)
+    add_url(expire_parser)
+    add_access(expire_parser, "./access")
     command(
         "demo",
         "Start a throwaway PostgreSQL, apply the services, print the matrix, remove it all.",
@@ -267,6 +346,7 @@ COMMANDS = {
     "plan": cmd_plan,
     "apply": cmd_apply,
     "verify": cmd_verify,
+    "expire": cmd_expire,
     "demo": cmd_demo,
     "event": cmd_event,
 }

@@ -100,6 +100,7 @@ class DatabaseUser(Construct):
                 idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
                 search_path=list(role.search_path) or None,
                 assume_role=assume_role.name if assume_role else None,
+                valid_until=role.valid_until_text if role.valid_until else None,
                 # Memberships are postgresql_grant_role resources; without this, the role would
                 # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
                 lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"]),
@@ -132,7 +133,8 @@ class DatabaseUser(Construct):
             secret_string=Fn.jsonencode({**secret.fields, "password": self.password.result}),
             provider=aws_provider,
         )
-        self.grant_secret_read(secret.reader_role)
+        if secret.reader_role is not None:
+            self.grant_secret_read(secret.reader_role)
 
     @property
     def name(self) -> str:

@@ -37,7 +37,7 @@ class Changes:
 def diff(wanted: Plan, current: Current | None) -> Changes:
     statements: list[Statement] = []
     problems: list[str] = []
-    managed = {role.name for service in wanted.services for role in service.roles}
+    managed = {role.name for role in wanted.roles}
     for service in wanted.services:
         for role in service.roles:
             if not role.login:
@@ -45,6 +45,8 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     for service in wanted.services:
         for user in service.login_users:
             statements += role_changes(user, current)
+    for grant in wanted.temporary:
+        statements += role_changes(grant.role, current)
     statements += membership_changes(wanted, current, managed)
     for service in wanted.services:
         database = current.databases.get(service.database.name) if current else None
@@ -91,8 +93,11 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
     login = sql.SQL("LOGIN" if role.login else "NOLOGIN")
     inherit = sql.SQL("INHERIT" if role.inherit else "NOINHERIT")
     limit = sql.SQL(str(int(role.connection_limit)))
+    valid_until = sql.SQL("VALID UNTIL {}").format(sql.Literal(role.valid_until_text))
     if state is None:
         options = [login, inherit, sql.SQL("CONNECTION LIMIT {}").format(limit)]
+        if role.valid_until:
+            options.append(valid_until)
         if role.login:
             options.append(sql.SQL("PASSWORD {}").format(Password(role.name)))
         kind = "login user" if role.login else "NOLOGIN role"
@@ -114,6 +119,9 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
                     f"connection limit {state.connection_limit} -> {role.connection_limit}",
                 )
             )
+        if state.valid_until != role.valid_until:
+            was = "infinity" if state.valid_until is None else state.valid_until.isoformat()
+            changes.append((valid_until, f"valid until {role.valid_until_text} (was {was})"))
         if changes:
             yield Statement(
                 description=f"{role.name}: " + ", ".join(what for _, what in changes),

@@ -12,6 +12,7 @@ Privileges are kept per grantee, with `public` standing for PUBLIC.
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from servicedb.driver import INVALID_PASSWORD, Connection, failure
 from servicedb.plan import ObjectType, Plan
@@ -52,6 +53,8 @@ class RoleState:
     createrole: bool
     settings: Mapping[str, str]
     """Role-wide settings (`ALTER ROLE ... SET`), e.g. `{"statement_timeout": "30000"}`."""
+    valid_until: datetime | None = None
+    """When PostgreSQL stops accepting the role's logins (`VALID UNTIL`); None: never."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -126,7 +129,7 @@ def inspect(
     `conn` is the admin connection; `connect(database)` opens an admin connection to another
     database, used for the managed databases the admin can enter.
     """
-    role_names = [role.name for service in wanted.services for role in service.roles]
+    role_names = [role.name for role in wanted.roles]
     database_names = [service.database.name for service in wanted.services]
     owners = [service.owner.name for service in wanted.services]
 
@@ -135,14 +138,14 @@ def inspect(
     for row in conn.execute(
         """
         SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolconnlimit, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
-               coalesce(s.setconfig, '{}')
+               coalesce(s.setconfig, '{}'), nullif(r.rolvaliduntil, 'infinity')
         FROM pg_roles r
         LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
         WHERE r.rolname = ANY(%s)
         """,
         (role_names,),
     ):
-        name, login, inherit, limit, superuser, createdb, createrole, config = row
+        name, login, inherit, limit, superuser, createdb, createrole, config, valid_until = row
         roles[name] = RoleState(
             name=name,
             login=login,
@@ -152,6 +155,7 @@ def inspect(
             createdb=createdb,
             createrole=createrole,
             settings=dict(item.split("=", 1) for item in config),
+            valid_until=valid_until,
         )
     memberships = frozenset(
         conn.execute(

@@ -1,7 +1,8 @@
-"""Reading declarations from disk: `services/*.py` and `environments.toml`.
+"""Reading declarations from disk: `services/*.py`, `environments.toml` and `access/*.py`.
 
-`load_declarations` reads both, checks them with `spec.find_problems`, and raises one
-`DeclarationError` with every problem found, from loading and from validation alike.
+`load_declarations` reads them all, checks them with `spec.find_problems` and
+`access.find_access_problems`, and raises one `DeclarationError` with every problem found, from
+loading and from validation alike.
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
+from servicedb.access import TemporaryAccess, find_access_problems
 from servicedb.errors import DeclarationError, Problem
 from servicedb.spec import Environment, Service, find_problems
 
@@ -25,6 +27,13 @@ class Declarations:
 
     services: tuple[Service, ...]
     environments: tuple[Environment, ...]
+    access: tuple[tuple[TemporaryAccess, str], ...] = ()
+    """Break-glass grants, each with the file it came from, in the order of the file names."""
+
+    @property
+    def temporary_access(self) -> tuple[TemporaryAccess, ...]:
+        """The break-glass grants, without their files."""
+        return tuple(access for access, _ in self.access)
 
     def environment(self, name: str) -> Environment:
         for environment in self.environments:
@@ -34,17 +43,30 @@ class Declarations:
         raise KeyError(f"no environment named {name!r} (declared: {declared})")
 
 
-def load_declarations(services_dir: Path, environments_file: Path) -> Declarations:
+def load_declarations(services_dir: Path, environments_file: Path, access_dir: Path | None = None) -> Declarations:
+    """Everything declared; `access_dir` defaults to `access/` beside `services_dir`."""
     services, problems = load_services(services_dir)
     environments, environment_problems = load_environments(environments_file)
-    problems += environment_problems
+    access, access_problems = load_access(access_dir or default_access_dir(services_dir))
+    problems += environment_problems + access_problems
     problems += find_problems(services, environments)
+    problems += find_access_problems(
+        access,
+        services={s.name for s, _ in services if isinstance(s, Service)},
+        environments={e.name: e for e, _ in environments},
+    )
     if problems:
         raise DeclarationError(problems)
     return Declarations(
         services=tuple(service for service, _ in services),
         environments=tuple(environment for environment, _ in environments),
+        access=tuple(access),  # type: ignore[arg-type]  # validated above
     )
+
+
+def default_access_dir(services_dir: Path) -> Path:
+    """`access/`, beside the services directory."""
+    return Path(services_dir).parent / "access"
 
 
 def display(path: Path) -> str:
@@ -82,20 +104,9 @@ def load_services(directory: Path) -> tuple[list[tuple[object, str]], list[Probl
 def load_service_file(path: Path) -> tuple[object, list[Problem]]:
     """The `SERVICE` a file declares (validated later, with all others), or why there is none."""
     source = display(path)
-
-    def problem(message: str) -> list[Problem]:
-        return [Problem(source=source, subject="module", at="", message=message)]
-
-    try:
-        module = import_file(path)
-    except SyntaxError as error:
-        return None, problem(f"is not valid Python: {error.msg} at line {error.lineno}")
-    except Exception as error:  # a declaration may fail in any way; report it with its file
-        return None, problem(f"failed to import: {type(error).__name__}: {error}")
-    if not hasattr(module, "SERVICE"):
-        return None, problem("defines no SERVICE; add SERVICE = Service(name=...) (see services/orders.py)")
-
-    service = module.SERVICE
+    service, problems = declared_in(path, "SERVICE", "add SERVICE = Service(name=...) (see services/orders.py)")
+    if problems:
+        return None, problems
     if isinstance(service, Service) and isinstance(service.name, str) and service.name != path.stem:
         mismatch = Problem(
             source=source,
@@ -105,6 +116,42 @@ def load_service_file(path: Path) -> tuple[object, list[Problem]]:
         )
         return service, [mismatch]
     return service, []
+
+
+def declared_in(path: Path, variable: str, how: str) -> tuple[object, list[Problem]]:
+    """What a declaration file assigns to `variable`, or why it cannot be read (`how` says how to fix it)."""
+
+    def problem(message: str) -> list[Problem]:
+        return [Problem(source=display(path), subject="module", at="", message=message)]
+
+    try:
+        module = import_file(path)
+    except SyntaxError as error:
+        return None, problem(f"is not valid Python: {error.msg} at line {error.lineno}")
+    except Exception as error:  # a declaration may fail in any way; report it with its file
+        return None, problem(f"failed to import: {type(error).__name__}: {error}")
+    if not hasattr(module, variable):
+        return None, problem(f"defines no {variable}; {how}")
+    return getattr(module, variable), []
+
+
+def load_access(directory: Path) -> tuple[list[tuple[object, str]], list[Problem]]:
+    """Import every `*.py` in `directory` not starting with `_`; each must define `ACCESS`.
+
+    A missing directory declares no break-glass access.
+    """
+    declared: list[tuple[object, str]] = []
+    problems: list[Problem] = []
+    for path in sorted(Path(directory).glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        access, file_problems = declared_in(
+            path, "ACCESS", "add ACCESS = TemporaryAccess(person=..., ...) (see the README's Break-glass access)"
+        )
+        problems += file_problems
+        if not file_problems:
+            declared.append((access, display(path)))
+    return declared, problems
 
 
 def import_file(path: Path) -> types.ModuleType:

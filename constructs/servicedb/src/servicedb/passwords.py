@@ -62,17 +62,16 @@ class LocalSecrets:
         """Every login user's password, generating and saving the missing ones first."""
         stored = self.read()
         changed = False
-        for service in plan.services:
-            for secret in service.secrets:
-                entry = stored.get(secret.name)
-                if not entry or not entry.get("password") or entry.get("username") != secret.username:
-                    stored[secret.name] = {
-                        **secret.fields,
-                        "host": host,
-                        "port": port,
-                        "password": generate_password(secret.password_length),
-                    }
-                    changed = True
+        for secret in plan.secrets:
+            entry = stored.get(secret.name)
+            if not entry or not entry.get("password") or entry.get("username") != secret.username:
+                stored[secret.name] = {
+                    **secret.fields,
+                    "host": host,
+                    "port": port,
+                    "password": generate_password(secret.password_length),
+                }
+                changed = True
         if changed:
             self.write(stored)
         return self.stored_passwords()
@@ -102,20 +101,19 @@ class SecretsManagerSecrets:
 
     def passwords(self, plan: Plan, **_: object) -> dict[str, str]:
         result, missing = {}, []
-        for service in plan.services:
-            for secret in service.secrets:
-                try:
-                    value = self.client.get_secret_value(SecretId=self.secret_ids.get(secret.username, secret.name))
-                except self.client.exceptions.ResourceNotFoundException:
-                    missing.append(secret.name)
-                    continue
-                try:
-                    document = json.loads(value["SecretString"])
-                    result[secret.username] = document["password"]
-                except (KeyError, ValueError):
-                    raise SecretsError(
-                        f"secret {secret.name}: no 'password' in its JSON; it is not in the RDS shape"
-                    ) from None
+        for secret in plan.secrets:
+            try:
+                value = self.client.get_secret_value(SecretId=self.secret_ids.get(secret.username, secret.name))
+            except self.client.exceptions.ResourceNotFoundException:
+                missing.append(secret.name)
+                continue
+            try:
+                document = json.loads(value["SecretString"])
+                result[secret.username] = document["password"]
+            except (KeyError, ValueError):
+                raise SecretsError(
+                    f"secret {secret.name}: no 'password' in its JSON; it is not in the RDS shape"
+                ) from None
         if missing:
             raise SecretsError(
                 f"{len(missing)} secrets do not exist in Secrets Manager: {', '.join(missing)}; "

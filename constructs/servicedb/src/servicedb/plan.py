@@ -9,8 +9,10 @@ exactly `privileges` on the objects, so a Grant with no privileges is a REVOKE o
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
+from servicedb.access import AccessLevel, AccessStatus, TemporaryAccess, current_time, find_access_problems
 from servicedb.errors import DeclarationError
 from servicedb.spec import Environment, Service, environment_problems, service_problems, validate
 
@@ -49,6 +51,8 @@ class RoleKind(StrEnum):
     """NOLOGIN; DML on the service's tables and sequences, granted to the service's own app user."""
     READER = "reader"
     """NOLOGIN; SELECT on the service's tables, granted to other services' app users."""
+    TEMPORARY = "temporary"
+    """LOGIN until `valid_until`: a person's break-glass access, as a member of one service's reader or writer role."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -62,6 +66,19 @@ class Role:
     idle_in_transaction_timeout_ms: int | None = None
     search_path: tuple[str, ...] = ()
     assume_role: str | None = None
+    valid_until: datetime | None = None
+    """PostgreSQL refuses the role's logins after this (`VALID UNTIL`); None: never."""
+
+    @property
+    def valid_until_text(self) -> str:
+        """`valid_until` as PostgreSQL prints it in UTC (`2026-12-01 13:00:00+00`), or `infinity`.
+
+        The postgresql provider compares its `valid_until` with `rolvaliduntil::text`, so this is the
+        form that shows no difference on a cluster whose time zone is UTC (Aurora's default).
+        """
+        if self.valid_until is None:
+            return "infinity"
+        return self.valid_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -173,8 +190,12 @@ class Secret:
     kms_key_arn: str | None
     recovery_window_days: int
     password_length: int
-    reader_role: str
-    """Name of the one IAM role (an ECS task execution role) allowed to read it."""
+    reader_role: str | None
+    """Name of the one IAM role (an ECS task execution role) allowed to read it; None when
+    `reader_principal_arn` reads it instead."""
+    reader_principal_arn: str | None = None
+    """The one IAM principal the secret's resource policy lets read it (a person's, for break-glass
+    access). @default - none: `reader_role` reads it."""
 
     def read_policy(self, secret_arn: str) -> dict[str, object]:
         """The IAM policy that lets `reader_role` read this secret, given the secret's ARN.
@@ -184,6 +205,21 @@ class Secret:
         """
         statements = secret_read_statements([secret_arn], kms_key_arn=self.kms_key_arn, region=self.region)
         return {"Version": "2012-10-17", "Statement": statements}
+
+    def resource_policy(self, secret_arn: str) -> dict[str, object]:
+        """The secret's resource policy: `reader_principal_arn` may read exactly this secret."""
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadTemporaryAccessSecret",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": self.reader_principal_arn},
+                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    "Resource": secret_arn,
+                }
+            ],
+        }
 
     @property
     def fields(self) -> dict[str, str | int]:
@@ -228,11 +264,28 @@ class ServicePlan:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TemporaryAccessPlan:
+    """A live break-glass grant (`access/*.py`): a login role that is a member of one service's
+    reader role (or writer role) until `role.valid_until`, and its secret."""
+
+    access: TemporaryAccess
+    role: Role
+    membership: Membership
+    secret: Secret
+
+    @property
+    def service(self) -> str:
+        return self.access.service
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Plan:
     environment: Environment
     services: tuple[ServicePlan, ...]
     reads: tuple[Membership, ...]
     """Cross-service read access: a consumer's app user is granted a producer's reader role."""
+    temporary: tuple[TemporaryAccessPlan, ...] = ()
+    """The break-glass grants live when the plan was made. @default - none."""
 
     def service(self, name: str) -> ServicePlan:
         for service in self.services:
@@ -246,7 +299,18 @@ class Plan:
 
     @property
     def memberships(self) -> tuple[Membership, ...]:
-        return tuple(m for service in self.services for m in service.memberships) + self.reads
+        service_memberships = tuple(m for service in self.services for m in service.memberships)
+        return service_memberships + self.reads + tuple(grant.membership for grant in self.temporary)
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        """Every managed role: the services', then the temporary ones."""
+        return tuple(role for s in self.services for role in s.roles) + tuple(g.role for g in self.temporary)
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """One per login user: the services' users', then the temporary roles'."""
+        return tuple(secret for s in self.services for secret in s.secrets) + tuple(g.secret for g in self.temporary)
 
 
 def role_name(service: str, kind: RoleKind) -> str:
@@ -266,8 +330,15 @@ def plan_service(service: Service, environment: Environment, *, consumers: Itera
     return wanted_service(service, environment, consumers=consumers)
 
 
-def wanted_service(service: Service, environment: Environment, *, consumers: Iterable[Service]) -> ServicePlan:
-    """`plan_service` for declarations that were already validated."""
+def wanted_service(
+    service: Service,
+    environment: Environment,
+    *,
+    consumers: Iterable[Service],
+    temporary: Iterable[TemporaryAccess] = (),
+) -> ServicePlan:
+    """`plan_service` for declarations that were already validated; `temporary` are the live
+    break-glass grants on this service, whose connections the database makes room for."""
     name = service.name
     owner = Role(name=role_name(name, RoleKind.OWNER), kind=RoleKind.OWNER, login=False)
     app = Role(
@@ -293,11 +364,16 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
     reader = Role(name=role_name(name, RoleKind.READER), kind=RoleKind.READER, login=False)
 
     consumer_connections = sum(consumer.connection_limit for consumer in consumers)
+    temporary_connections = sum(access.connection_limit for access in temporary)
     database = Database(
         name=name,
         owner=owner.name,
         connection_limit=(
-            service.connection_limit + service.migrator_connection_limit + consumer_connections + DATABASE_ADMIN_RESERVE
+            service.connection_limit
+            + service.migrator_connection_limit
+            + consumer_connections
+            + temporary_connections
+            + DATABASE_ADMIN_RESERVE
         ),
     )
     schema = Schema(database=name, name=name, owner=owner.name)
@@ -349,17 +425,11 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
     )
 
     def secret(user: Role, reader_role: str) -> Secret:
-        return Secret(
+        return environment_secret(
+            environment,
             name=f"{environment.secret_prefix}{name}/{user.kind}",
             username=user.name,
             database=name,
-            host=environment.endpoint,
-            port=environment.port,
-            cluster_identifier=environment.cluster_identifier,
-            region=environment.region,
-            kms_key_arn=environment.kms_key_arn,
-            recovery_window_days=environment.secret_recovery_window_days,
-            password_length=environment.password_length,
             reader_role=reader_role,
         )
 
@@ -386,25 +456,116 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
     )
 
 
-def plan_services(services: Iterable[Service], environment: Environment) -> Plan:
-    """The wanted state of all services in one environment; raises `DeclarationError` if invalid."""
+def environment_secret(
+    environment: Environment,
+    *,
+    name: str,
+    username: str,
+    database: str,
+    reader_role: str | None,
+    reader_principal_arn: str | None = None,
+    recovery_window_days: int | None = None,
+) -> Secret:
+    """The secret of `username` in `environment`'s cluster, read by `reader_role` or by
+    `reader_principal_arn`; `recovery_window_days` defaults to the environment's."""
+    return Secret(
+        name=name,
+        username=username,
+        database=database,
+        host=environment.endpoint,
+        port=environment.port,
+        cluster_identifier=environment.cluster_identifier,
+        region=environment.region,
+        kms_key_arn=environment.kms_key_arn,
+        recovery_window_days=(
+            environment.secret_recovery_window_days if recovery_window_days is None else recovery_window_days
+        ),
+        password_length=environment.password_length,
+        reader_role=reader_role,
+        reader_principal_arn=reader_principal_arn,
+    )
+
+
+def plan_services(
+    services: Iterable[Service],
+    environment: Environment,
+    *,
+    access: Iterable[TemporaryAccess] = (),
+    now: datetime | None = None,
+) -> Plan:
+    """The wanted state of all services in one environment; raises `DeclarationError` if invalid.
+
+    `access` are break-glass grants, of any environment: those of this one that are live at `now`
+    are planned, and the others create nothing. `now` defaults to the current time
+    (`$SERVICEDB_NOW` when set).
+    """
     services = tuple(services)
     validate([(s, DECLARED_IN_CODE) for s in services], [(environment, DECLARED_IN_CODE)])
+    here = [a for a in access if getattr(a, "environment", None) == environment.name]
+    problems = find_access_problems(
+        [(a, DECLARED_IN_CODE) for a in here],
+        services={s.name for s in services},
+        environments={environment.name: environment},
+    )
+    if problems:
+        raise DeclarationError(problems)
+    if here and now is None:
+        now = current_time()
+    live = [a for a in here if a.status(now) == AccessStatus.LIVE]
     consumers = {
         service.name: tuple(s for s in services if any(read.service == service.name for read in s.reads))
         for service in services
     }
     result = Plan(
         environment=environment,
-        services=tuple(wanted_service(s, environment, consumers=consumers[s.name]) for s in services),
+        services=tuple(
+            wanted_service(
+                s,
+                environment,
+                consumers=consumers[s.name],
+                temporary=[a for a in live if a.service == s.name],
+            )
+            for s in services
+        ),
         reads=tuple(
             Membership(member=role_name(s.name, RoleKind.APP), role=role_name(read.service, RoleKind.READER))
             for s in services
             for read in s.reads
         ),
+        temporary=tuple(wanted_temporary(a, environment) for a in live),
     )
     check_invariants(result)
     return result
+
+
+def wanted_temporary(access: TemporaryAccess, environment: Environment) -> TemporaryAccessPlan:
+    """The role, membership and secret of one validated, live break-glass grant."""
+    role = Role(
+        name=access.role_name,
+        kind=RoleKind.TEMPORARY,
+        login=True,
+        connection_limit=access.connection_limit,
+        statement_timeout_ms=access.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=access.idle_in_transaction_timeout_ms,
+        search_path=(access.service,),
+        valid_until=access.valid_until,
+    )
+    level_role = RoleKind.WRITER if access.level == AccessLevel.WRITE else RoleKind.READER
+    return TemporaryAccessPlan(
+        access=access,
+        role=role,
+        membership=Membership(member=role.name, role=role_name(access.service, level_role)),
+        secret=environment_secret(
+            environment,
+            name=f"{environment.secret_prefix}access/{role.name}",
+            username=role.name,
+            database=access.service,
+            # The name is never reused (it has the grant's start) and the password dies with the role.
+            recovery_window_days=0,
+            reader_role=None,
+            reader_principal_arn=access.principal_arn,
+        ),
+    )
 
 
 def writes(grant: Grant | DefaultPrivilege) -> bool:
@@ -423,10 +584,15 @@ def check_invariants(wanted: Plan) -> None:
     - a table or sequence is written only by roles of the service that owns it, directly, by
       default privileges, or through membership of a role that can write;
     - a role is granted another service's role only if that role is the other's reader;
-    - every login user has exactly one secret, readable by exactly one IAM role.
+    - every login user has exactly one secret, readable by exactly one IAM role;
+    - a temporary role belongs to the one service it accesses: it is a member of that service's
+      reader role (read) or writer role (write) and of nothing else, holds nothing directly, is
+      granted to nobody, expires, and its secret is readable by the declared principal alone.
     """
     problems = []
     service_of = {role.name: s.service for s in wanted.services for role in s.roles}
+    service_of |= {grant.role.name: grant.service for grant in wanted.temporary}
+    temporary = {grant.role.name: grant for grant in wanted.temporary}
     writers = {grant.grantee for grant in wanted.grants if writes(grant)}
 
     for grant in wanted.grants:
@@ -445,8 +611,29 @@ def check_invariants(wanted: Plan) -> None:
             secrets = [secret for secret in service.secrets if secret.username == user.name]
             if len(secrets) != 1:
                 problems.append(f"login user {user.name} has {len(secrets)} secrets, not 1")
+            elif secrets[0].reader_role is None or secrets[0].reader_principal_arn is not None:
+                problems.append(f"the secret of {user.name} is not readable by exactly one IAM role")
+        for default in service.default_privileges:
+            if default.grantee in temporary:
+                problems.append(f"temporary role {default.grantee} gets default privileges directly")
+
+    for grant in wanted.grants:
+        if grant.grantee in temporary:
+            problems.append(f"temporary role {grant.grantee} holds a grant directly ({grant.description})")
+    for name, grant in temporary.items():
+        kind = RoleKind.WRITER if grant.access.level == AccessLevel.WRITE else RoleKind.READER
+        held, allowed = [m.role for m in wanted.memberships if m.member == name], role_name(grant.service, kind)
+        if held != [allowed]:
+            problems.append(f"temporary role {name} is a member of {held}, not of {allowed} only")
+        if grant.role.valid_until is None or not grant.role.login:
+            problems.append(f"temporary role {name} does not expire")
+        secret, principal = grant.secret, grant.access.principal_arn
+        if (secret.username, secret.reader_role, secret.reader_principal_arn) != (name, None, principal):
+            problems.append(f"the secret of temporary role {name} is not readable by {principal} alone")
 
     for membership in wanted.memberships:
+        if membership.role in temporary:
+            problems.append(f"{membership.member} is granted temporary role {membership.role}")
         granted_from, member_of = service_of.get(membership.role), service_of.get(membership.member)
         if granted_from != member_of:
             if membership.role != role_name(granted_from or "", RoleKind.READER):

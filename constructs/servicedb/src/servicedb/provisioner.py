@@ -25,6 +25,7 @@ import enum
 import types
 import typing
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from servicedb.apply import ApplyError, apply_plan
@@ -69,13 +70,16 @@ class Invocation:
 
 
 def plan_to_json(value: object) -> Any:
-    """A plan (or any of its values) as JSON: dataclasses as objects, tuples as arrays, enums as values."""
+    """A plan (or any of its values) as JSON: dataclasses as objects, tuples as arrays, enums as
+    values, times as ISO 8601 text with their offset."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plan_to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, tuple | list):
         return [plan_to_json(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value
 
 
@@ -116,6 +120,13 @@ def plan_from_json(kind: Any, value: object, at: str = "plan") -> Any:
             raise ProvisionError(f"event: {at} must be one of {allowed}, got {value!r}") from None
     if kind in (str, int, bool) and type(value) is kind:
         return value
+    if kind is datetime and isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment
     raise ProvisionError(f"event: {at} must be {getattr(kind, '__name__', kind)}, got {value!r}")
 
 

@@ -52,6 +52,7 @@ VPC_PREFIX_LENGTHS = (16, 28)
 MIN_PASSWORD_LENGTH = 32
 MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
 MAX_CONNECTION_LIMIT = 5000
+MAX_ACCESS_HOURS = 7 * 24
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -287,6 +288,9 @@ class Environment:
     """Security group of the `lambda` provisioner, allowed to reach the cluster's port and Secrets
     Manager (HTTPS). Required with `provisioner = "lambda"`. @default - none."""
 
+    max_temporary_access_hours: int = 8
+    """The longest break-glass grant (`access/*.py`) allowed here, in hours. @default - 8."""
+
     @property
     def stack_name(self) -> str:
         return f"{self.name}-database-access"
@@ -464,6 +468,7 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
     add("connect_timeout_seconds", check_int(environment.connect_timeout_seconds, low=1, high=300))
     if environment.max_connections is not None:
         add("max_connections", check_int(environment.max_connections, low=1, high=262_143))
+    add("max_temporary_access_hours", check_int(environment.max_temporary_access_hours, low=1, high=MAX_ACCESS_HOURS))
     try:
         environment.execution_role_format.format(env="env", service="service")
     except (KeyError, IndexError, ValueError, AttributeError) as error:

@@ -19,6 +19,7 @@ from servicedb.network import NetworkPlan
 from servicedb.operator_access import Cloud9OperatorHost, OperatorAccess, SsmOperatorHost
 from servicedb.plan import Plan
 from servicedb.spec import Environment, Provisioner
+from servicedb.temporary_access import TemporaryDatabaseAccess
 
 
 def use_state_bucket(stack: TerraformStack, environment: Environment, name: str) -> None:
@@ -73,6 +74,7 @@ class DatabaseAccessStack(TerraformStack):
         if environment.provisioner == Provisioner.LAMBDA:
             self.services = ServiceDatabases(self, "services", plan=plan, aws_provider=aws, random_provider=random)
             self.output_secret_arns()
+            self.add_temporary_access(plan, aws=aws, random=random)
             self.provisioner = self.lambda_provisioner(plan, aws)
             return
 
@@ -117,6 +119,7 @@ class DatabaseAccessStack(TerraformStack):
             random_provider=random,
         )
         self.output_secret_arns()
+        self.add_temporary_access(plan, aws=aws, random=random, postgresql=postgresql)
 
     def output_secret_arns(self) -> None:
         TerraformOutput(
@@ -126,8 +129,40 @@ class DatabaseAccessStack(TerraformStack):
             value={user.username: user.secret_arn for user in self.services.users},
         )
 
+    def add_temporary_access(
+        self,
+        plan: Plan,
+        *,
+        aws: AwsProvider,
+        random: RandomProvider,
+        postgresql: PostgresqlProvider | None = None,
+    ) -> None:
+        """The break-glass grants live at synth; with the lambda provisioner, only their secrets."""
+        grants = Construct(self, "temporary_access")
+        self.temporary_access = {
+            grant.role.name: TemporaryDatabaseAccess(
+                grants,
+                grant.role.name,
+                plan=grant,
+                service=self.services.services[grant.service],
+                postgresql_provider=postgresql,
+                aws_provider=aws,
+                random_provider=random,
+                provisioner=plan.environment.provisioner,
+            )
+            for grant in plan.temporary
+        }
+        if self.temporary_access:
+            TerraformOutput(
+                self,
+                "temporary_access_secret_arns",
+                description="Break-glass grants live at synth: the secret each person reads, by role name",
+                value={name: access.secret_arn for name, access in self.temporary_access.items()},
+            )
+
     def lambda_provisioner(self, plan: Plan, aws: AwsProvider) -> LambdaProvisioner:
-        provisioner = LambdaProvisioner(self, "provisioner", plan=plan, users=self.services.users, aws_provider=aws)
+        users = self.services.users + [access.user for access in self.temporary_access.values()]
+        provisioner = LambdaProvisioner(self, "provisioner", plan=plan, users=users, aws_provider=aws)
         TerraformOutput(
             self,
             "provisioner_function_name",

@@ -9,14 +9,20 @@ services, never with their square.
 Levels, lowest to highest: none, read (SELECT on tables, now or by default privileges),
 write (INSERT, UPDATE, DELETE, TRUNCATE, or sequence USAGE/UPDATE), ddl (can create in a schema,
 create schemas, or become an owner).
+
+Break-glass roles of live grants are rows of the matrix like any login user, and a table lists
+who has temporary access, to what, why and until when. A temporary role still on the server after
+its `VALID UNTIL` is a difference (`expired`) until `servicedb expire` removes it.
 """
 
 import html
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from enum import IntEnum
 
+from servicedb.access import ROLE_REGEX, AccessLevel, current_time, timestamp
 from servicedb.diff import diff
 from servicedb.driver import Connection
 from servicedb.inspect import USER_SCHEMAS, inspect
@@ -52,8 +58,27 @@ class Access:
 class Difference:
     kind: str
     """`access` (the matrix differs from the declarations), `drift` (a statement apply would
-    run), `unmanaged` (an undeclared login role reaches a managed database)."""
+    run), `unmanaged` (an undeclared login role reaches a managed database), `expired` (a
+    temporary role past its time that `servicedb expire` has not removed yet)."""
     message: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TemporaryAccessState:
+    """One live break-glass grant: who, what, why, from, until, and its role on the server."""
+
+    role: str
+    person: str
+    service: str
+    level: str
+    ticket: str
+    reason: str
+    valid_from: str
+    valid_until: str
+    exists: bool
+    """Whether the role is on the server (the deploy or apply has created it)."""
+    sessions: int
+    """Its open sessions."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,6 +89,8 @@ class Report:
     access: dict[str, dict[str, Access]]
     expected: dict[str, dict[str, Level]]
     differences: tuple[Difference, ...]
+    temporary: tuple[TemporaryAccessState, ...] = field(default=())
+    """The break-glass grants live at the time of the check."""
 
     @property
     def ok(self) -> bool:
@@ -89,6 +116,11 @@ def expected_levels(wanted: Plan) -> dict[str, dict[str, Level]]:
                 )
                 for other in wanted.services
             }
+    for grant in wanted.temporary:
+        level = Level.WRITE if grant.access.level == AccessLevel.WRITE else Level.READ
+        result[grant.role.name] = {
+            s.database.name: level if s.service == grant.service else Level.NONE for s in wanted.services
+        }
     return result
 
 
@@ -107,6 +139,12 @@ SELECT rolname FROM pg_roles
 WHERE rolcanlogin AND NOT rolsuper AND rolname <> current_user AND rolname <> ALL(%(managed)s)
   AND rolname !~ '^(pg_|rds)'
 ORDER BY rolname
+"""
+
+TEMPORARY_ROLES = """
+SELECT r.rolname, nullif(r.rolvaliduntil, 'infinity'),
+       (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname)
+FROM pg_roles r WHERE r.rolname ~ %(pattern)s ORDER BY r.rolname
 """
 
 WRITE_TABLE = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
@@ -156,12 +194,32 @@ FROM users u
 """
 
 
-def verify(conn: Connection, wanted: Plan, *, connect: Callable[[str], Connection]) -> Report:
-    """Compute the matrix on the live server and compare it, and its state, with `wanted`."""
+def verify(
+    conn: Connection,
+    wanted: Plan,
+    *,
+    connect: Callable[[str], Connection],
+    now: datetime | None = None,
+) -> Report:
+    """Compute the matrix on the live server and compare it, and its state, with `wanted`.
+
+    `now` decides which temporary roles are past their time (@default - the current time).
+    """
+    now = now or current_time()
     expected = expected_levels(wanted)
-    managed_roles = [role.name for service in wanted.services for role in service.roles]
+    managed_roles = [role.name for role in wanted.roles]
     users = list(expected)
-    unmanaged = [name for (name,) in conn.execute(UNMANAGED_LOGIN_ROLES, {"managed": managed_roles})]
+    on_server = {
+        name: (until, sessions) for name, until, sessions in conn.execute(TEMPORARY_ROLES, {"pattern": ROLE_REGEX})
+    }
+    expired = {
+        name: (until, sessions)
+        for name, (until, sessions) in on_server.items()
+        if name not in managed_roles and until is not None and until <= now
+    }
+    unmanaged = [
+        name for (name,) in conn.execute(UNMANAGED_LOGIN_ROLES, {"managed": managed_roles}) if name not in expired
+    ]
     databases = [service.database.name for service in wanted.services]
     current = inspect(conn, wanted, connect=connect)
 
@@ -239,16 +297,40 @@ def verify(conn: Connection, wanted: Plan, *, connect: Callable[[str], Connectio
                         + (" (can connect)" if got.level == Level.NONE else ""),
                     )
                 )
+    differences += [
+        Difference(
+            kind="expired",
+            message=f"{name} expired at {timestamp(until)} but is still on the server with {sessions} open "
+            "sessions; run servicedb expire",
+        )
+        for name, (until, sessions) in expired.items()
+    ]
     changes = diff(wanted, current)
     differences += [Difference(kind="drift", message=s.description) for s in changes.statements]
     differences += [Difference(kind="drift", message=problem) for problem in changes.problems]
     shown = users + sorted(set(reaching))
+    temporary = tuple(
+        TemporaryAccessState(
+            role=grant.role.name,
+            person=grant.access.person,
+            service=grant.service,
+            level=str(grant.access.level),
+            ticket=grant.access.ticket,
+            reason=grant.access.reason,
+            valid_from=timestamp(grant.access.valid_from),
+            valid_until=timestamp(grant.access.valid_until),
+            exists=grant.role.name in on_server,
+            sessions=on_server.get(grant.role.name, (None, 0))[1],
+        )
+        for grant in wanted.temporary
+    )
     return Report(
         databases=tuple(databases),
         users=tuple(shown),
         access={user: access[user] for user in shown},
         expected=expected,
         differences=tuple(differences),
+        temporary=temporary,
     )
 
 
@@ -271,8 +353,33 @@ def as_text(report: Report) -> str:
         texts = [(text if ok else f"!{text}").ljust(w) for (text, ok), w in zip(cells, columns, strict=True)]
         lines.append(user.ljust(width) + "  " + "  ".join(texts).rstrip())
     lines.append("")
+    if report.temporary:
+        rows = [TEMPORARY_COLUMNS, *map(temporary_row, report.temporary)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(TEMPORARY_COLUMNS))]
+        lines += ["Active temporary access (break-glass):", ""]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+        lines.append("")
     lines += differences_lines(report)
     return "\n".join(lines) + "\n"
+
+
+TEMPORARY_COLUMNS = ("role", "person", "service", "level", "ticket", "from", "until", "sessions", "reason")
+
+
+def temporary_row(state: TemporaryAccessState) -> tuple[str, ...]:
+    """One row of the active temporary access table, in the order of `TEMPORARY_COLUMNS`."""
+    sessions = str(state.sessions) if state.exists else "not created"
+    return (
+        state.role,
+        state.person,
+        state.service,
+        state.level,
+        state.ticket,
+        state.valid_from,
+        state.valid_until,
+        sessions,
+        state.reason or "-",
+    )
 
 
 def differences_lines(report: Report) -> list[str]:
@@ -293,6 +400,11 @@ def as_markdown(report: Report) -> str:
             cells.append(text if ok else f"**{text}**")
         lines.append(f"| `{user}` | " + " | ".join(cells) + " |")
     lines.append("")
+    if report.temporary:
+        lines += ["**Active temporary access (break-glass):**", ""]
+        lines += ["| " + " | ".join(TEMPORARY_COLUMNS) + " |", "|---" * len(TEMPORARY_COLUMNS) + "|"]
+        lines += ["| " + " | ".join(temporary_row(state)) + " |" for state in report.temporary]
+        lines.append("")
     if report.ok:
         lines.append("All access matches the declarations.")
     else:
@@ -318,6 +430,16 @@ def as_html(report: Report) -> str:
     else:
         items = "".join(f"<li><b>{e(d.kind)}</b>: {e(d.message)}</li>" for d in report.differences)
         summary = f'<p class="bad">{len(report.differences)} differences from the declarations:</p><ul>{items}</ul>'
+    if report.temporary:
+        header = "".join(f"<th>{e(column)}</th>" for column in TEMPORARY_COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{e(value)}</td>" for value in temporary_row(state)) + "</tr>"
+            for state in report.temporary
+        )
+        summary = (
+            f"<h2>Active temporary access (break-glass)</h2><table><thead><tr>{header}</tr></thead>"
+            f"<tbody>{body}</tbody></table>\n{summary}"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>servicedb: effective access</title>
 <style>
@@ -352,6 +474,7 @@ def as_json(report: Report) -> str:
             for user, row in report.access.items()
         },
         "differences": [asdict(d) for d in report.differences],
+        "temporary_access": [asdict(state) for state in report.temporary],
     }
     return json.dumps(document, indent=2) + "\n"
 

@@ -1,0 +1,78 @@
+"""The cdktf adapter for break-glass access: one live grant of the plan as Terraform resources.
+
+A grant that is no longer live is not in the plan, so the next deploy destroys its resources: the
+role (the postgresql provider reassigns and drops what it owns first), its membership and its
+secret. `servicedb expire` ends the role's open sessions, which neither `VALID UNTIL` nor the
+provider does.
+"""
+
+from cdktf import Fn, TerraformProvider
+from cdktf_cdktf_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecretPolicy
+from cdktf_cdktf_provider_postgresql.grant_role import GrantRole
+from constructs import Construct
+
+from servicedb import plan as p
+from servicedb.construct import DatabaseUser, ServiceDatabase
+from servicedb.spec import Provisioner
+
+
+class TemporaryDatabaseAccess(Construct):
+    """A person's login role until `valid_until`, a member of one service's reader role (or writer
+    role), with a generated password in its own secret that only the person's principal is allowed
+    to read (a resource policy; no IAM role policy, no ECS wiring).
+
+    IAM database authentication is the seam for environments that use it: there the role would be a
+    member of `rds_iam` without a password or secret, and the person's principal would get
+    `rds-db:connect` on `dbuser:<cluster resource id>/<role name>` instead of the secret policy.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        plan: p.TemporaryAccessPlan,
+        service: ServiceDatabase,
+        postgresql_provider: TerraformProvider | None = None,
+        aws_provider: TerraformProvider | None = None,
+        random_provider: TerraformProvider | None = None,
+        provisioner: Provisioner = Provisioner.TERRAFORM,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.plan = plan
+        self.user = DatabaseUser(
+            self,
+            "user",
+            role=plan.role,
+            secret=plan.secret,
+            postgresql_provider=postgresql_provider,
+            aws_provider=aws_provider,
+            random_provider=random_provider,
+            provisioner=provisioner,
+        )
+        self.membership: GrantRole | None = None
+        if provisioner == Provisioner.TERRAFORM:
+            level_roles = {service.plan.reader.name: service.reader_role, service.plan.writer.name: service.writer_role}
+            self.membership = GrantRole(
+                self,
+                "membership",
+                role=self.user.name,
+                grant_role=level_roles[plan.membership.role].name,
+                provider=postgresql_provider,
+            )
+        self.secret_policy = SecretsmanagerSecretPolicy(
+            self,
+            "secret_policy",
+            secret_arn=self.user.secret_arn,
+            policy=Fn.jsonencode(plan.secret.resource_policy(self.user.secret_arn)),
+            provider=aws_provider,
+        )
+
+    @property
+    def username(self) -> str:
+        """The role's name, as a plain string."""
+        return self.user.username
+
+    @property
+    def secret_arn(self) -> str:
+        return self.user.secret_arn
