@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from pathlib import Path
 
 import psycopg
@@ -130,11 +130,19 @@ def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | Secre
     return LocalSecrets(Path(args.secrets or f".servicedb/{plan.environment.name}-secrets.json"))
 
 
-def current_state(server: Server, plan: Plan, passwords: dict[str, str]) -> Current:
+def current_state(server: Server, plan: Plan, passwords: dict[str, str], *, stale: Set[str] = frozenset()) -> Current:
+    """The server's state, with whether each password user logs in with its password; `stale`
+    users are about to get a new one (a rotation), which the server cannot know yet."""
     with server.connect() as conn:
         current = inspect(conn, plan, connect=server.connect)
-    logins = {user: pw for user, pw in passwords.items() if user in current.roles and current.roles[user].login}
-    return dataclasses.replace(current, password_ok=check_passwords(server.connect_as, logins))
+    password_users = {user.name for service in plan.services for user in service.login_users if not user.iam}
+    logins = {
+        user: pw
+        for user, pw in passwords.items()
+        if user in password_users and user not in stale and user in current.roles and current.roles[user].login
+    }
+    password_ok = check_passwords(server.connect_as, logins) | {user: False for user in stale if user in current.roles}
+    return dataclasses.replace(current, password_ok=password_ok)
 
 
 def changes_for(
@@ -142,11 +150,13 @@ def changes_for(
 ) -> tuple[Changes, dict[str, str], bool]:
     """The statements that take the server to `plan`, the login users' passwords, and whether
     every existing managed database could be read (the admin can enter only those it acts for)."""
+    stale: set[str] = set()
     if isinstance(store, LocalSecrets) and not write_secrets:
         passwords = store.stored_passwords()
+        stale = store.stale_users(plan)
     else:
         passwords = store.passwords(plan, host=server.host, port=server.port)
-    current = current_state(server, plan, passwords)
+    current = current_state(server, plan, passwords, stale=stale)
     complete = all(database.contents is not None for database in current.databases.values())
     return diff(plan, current), passwords, complete
 
@@ -164,6 +174,13 @@ def apply_plan(
         changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
         if changes.problems:
             raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
+        unknown = sorted({user for s in changes.statements for user in s.passwords} - set(passwords))
+        if unknown:
+            raise UsageError(
+                f"refusing to apply anything: no password for {', '.join(unknown)} in the password store "
+                "(Secrets Manager carries only the active user of an alternating pair; deploy the "
+                "database-access stack, which sets both)"
+            )
         count += run(changes.statements, connect=server.connect, passwords=passwords, log=out)
         if complete:
             break

@@ -20,7 +20,7 @@ from enum import IntEnum
 import psycopg
 
 from servicedb.diff import diff
-from servicedb.inspect import USER_SCHEMAS, inspect
+from servicedb.inspect import USER_SCHEMAS, Current, inspect
 from servicedb.plan import Plan, RoleKind
 
 
@@ -65,6 +65,8 @@ class Report:
     access: dict[str, dict[str, Access]]
     expected: dict[str, dict[str, Level]]
     differences: tuple[Difference, ...]
+    notes: tuple[str, ...] = ()
+    """What could not be checked on this server, and why; not a difference."""
 
     @property
     def ok(self) -> bool:
@@ -250,7 +252,18 @@ def verify(conn: psycopg.Connection, wanted: Plan, *, connect: Callable[[str], p
         access={user: access[user] for user in shown},
         expected=expected,
         differences=tuple(differences),
+        notes=tuple(notes(wanted, current)),
     )
+
+
+def notes(wanted: Plan, current: Current) -> list[str]:
+    iam_users = [user.name for service in wanted.services for user in service.login_users if user.iam]
+    if not iam_users or current.with_password is not None:
+        return []
+    return [
+        f"whether {', '.join(iam_users)} (IAM authentication) also have a password: {current.current_user} "
+        "cannot read pg_authid (only a superuser can); servicedb clears the password when it grants rds_iam"
+    ]
 
 
 def cell(report: Report, user: str, database: str) -> tuple[str, bool]:
@@ -277,12 +290,12 @@ def as_text(report: Report) -> str:
 
 
 def differences_lines(report: Report) -> list[str]:
+    not_checked = [f"Not checked: {note}" for note in report.notes]
     if report.ok:
-        return ["OK: every login user's access matches the declarations."]
+        return ["OK: every login user's access matches the declarations.", *not_checked]
     count = len(report.differences)
-    return [f"{count} difference{'s' if count > 1 else ''} from the declarations:"] + [
-        f"  {d.kind}: {d.message}" for d in report.differences
-    ]
+    differences = [f"  {d.kind}: {d.message}" for d in report.differences]
+    return [f"{count} difference{'s' if count > 1 else ''} from the declarations:", *differences, *not_checked]
 
 
 def as_markdown(report: Report) -> str:
@@ -300,6 +313,7 @@ def as_markdown(report: Report) -> str:
         lines.append(f"**{len(report.differences)} differences from the declarations:**")
         lines.append("")
         lines += [f"- {d.kind}: {d.message}" for d in report.differences]
+    lines += [f"\nNot checked: {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -319,6 +333,7 @@ def as_html(report: Report) -> str:
     else:
         items = "".join(f"<li><b>{e(d.kind)}</b>: {e(d.message)}</li>" for d in report.differences)
         summary = f'<p class="bad">{len(report.differences)} differences from the declarations:</p><ul>{items}</ul>'
+    summary += "".join(f"<p>Not checked: {e(note)}</p>" for note in report.notes)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>servicedb: effective access</title>
 <style>
@@ -353,6 +368,7 @@ def as_json(report: Report) -> str:
             for user, row in report.access.items()
         },
         "differences": [asdict(d) for d in report.differences],
+        "notes": list(report.notes),
     }
     return json.dumps(document, indent=2) + "\n"
 
