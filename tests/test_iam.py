@@ -19,10 +19,11 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from servicedb.cli import main
 from servicedb.construct import ServiceDatabase
 from servicedb.diff import diff
+from servicedb.load import load_declarations
 from servicedb.plan import RDS_IAM, DatabaseConnect, Membership, PlanInvariantError, check_invariants, plan_services
 from servicedb.scan import scan
 from servicedb.server import LocalServer
-from servicedb.spec import Auth, Reads, Service, find_problems
+from servicedb.spec import Auth, Reads, RotationStrategy, Service, find_problems
 from servicedb.stack import DatabaseAccessStack
 
 from factories import Workspace, declare, environment, reading, resources, synth
@@ -79,6 +80,29 @@ def test_task_role_format_is_checked_for_iam_services_only():
         "task_role_format: gives 'test/orders' for service 'orders', which is not an IAM role name "
         "(^[\\w+=,.@-]{1,64}$); change the format or set task_role on the service"
     ]
+
+
+def test_loads_iam_and_rotation_settings_from_declaration_files(tmp_path: Path):
+    declare(tmp_path / "services", "payments", auth="iam", task_role="payments-runtime")
+    declare(tmp_path / "services", "orders", rotation=2, rotation_strategy="alternating")
+    (tmp_path / "environments.toml").write_text(
+        "[prod]\n"
+        'region = "eu-west-1"\naccount_id = "123456789012"\ncluster_identifier = "prod-main"\n'
+        'endpoint = "prod-main.cluster-x.eu-west-1.rds.amazonaws.com"\nengine_version = "16.4"\n'
+        'master_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-x-AbCdEf"\n'
+        'admin_iam_user = "servicedb_admin"\nrotation = 1\ntask_role_format = "{service}-{env}"\n'
+    )
+    declarations = load_declarations(tmp_path / "services", tmp_path / "environments.toml")
+    prod = declarations.environment("prod")
+    assert (prod.admin_iam_user, prod.rotation) == ("servicedb_admin", 1)
+    payments, orders = sorted(declarations.services, key=lambda s: s.name != "payments")
+    assert (payments.auth, prod.task_role_for(payments), prod.migration_task_role_for(payments)) == (
+        Auth.IAM,
+        "payments-runtime",
+        "payments-runtime",
+    )
+    assert prod.task_role_for(orders) == "orders-prod"
+    assert (orders.rotation_strategy, prod.rotation_of(orders)) == (RotationStrategy.ALTERNATING, 3)
 
 
 # Plan
@@ -315,8 +339,8 @@ def test_refuses_iam_services_on_a_server_without_rds_iam(cluster: Workspace, tm
         assert code == 1
         assert output.startswith(
             "-- cannot apply: role rds_iam does not exist on this server: Aurora and RDS PostgreSQL have it for "
-            "IAM authentication, which vault declare (auth='iam'); on another server, create a NOLOGIN role "
-            "rds_iam to stand for it, or declare them with auth='password'"
+            "IAM authentication (auth='iam' in vault); on another server, create a NOLOGIN role rds_iam to stand "
+            "for it, or declare auth='password'"
         )
         assert elsewhere.cli("apply")[0] == 1
         with cluster.admin() as conn:

@@ -1,8 +1,9 @@
 """servicedb: per-service, isolated access to a shared Aurora PostgreSQL cluster.
 
-Declarations (`Service`, `Reads`, `Environment`, `OperatorNetwork`) and the plans import nothing
-from cdktf; the construct names (`ServiceDatabase`, `ServiceDatabases`, `OperatorAccess`, and the
-stacks) are loaded on first use, so a declaration file imports in milliseconds.
+Declarations (`Service`, `Reads`, `Auth`, `RotationStrategy`, `Environment`, `OperatorNetwork`)
+and the plans import nothing from cdktf; the construct names (`ServiceDatabase`,
+`ServiceDatabases`, `OperatorAccess`, and the stacks) are loaded on first use, so a declaration
+file imports in milliseconds.
 
 Importing servicedb also calls `servicedb.lazy_aws.install()`, before any of its modules imports
 the AWS provider: `cdktf_cdktf_provider_aws` then loads the few submodules a stack uses instead of
@@ -13,11 +14,12 @@ from servicedb import lazy_aws
 from servicedb.errors import DeclarationError, Problem
 from servicedb.network import NetworkPlan, plan_network
 from servicedb.plan import Plan, ServicePlan, plan_service, plan_services
-from servicedb.spec import Environment, OperatorHost, OperatorNetwork, Reads, Service
+from servicedb.spec import Auth, Environment, OperatorHost, OperatorNetwork, Reads, RotationStrategy, Service
 
 lazy_aws.install()
 
 __all__ = [
+    "Auth",
     "Cloud9OperatorHost",
     "DatabaseAccessStack",
     "DatabaseUser",
@@ -31,6 +33,7 @@ __all__ = [
     "Plan",
     "Problem",
     "Reads",
+    "RotationStrategy",
     "Service",
     "ServiceDatabase",
     "ServiceDatabases",

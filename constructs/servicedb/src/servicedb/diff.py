@@ -62,8 +62,8 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     if current and iam_services and not current.rds_iam_exists:
         problems.append(
             f"role {RDS_IAM} does not exist on this server: Aurora and RDS PostgreSQL have it for IAM "
-            f"authentication, which {', '.join(iam_services)} declare (auth='iam'); on another server, "
-            f"create a NOLOGIN role {RDS_IAM} to stand for it, or declare them with auth='password'"
+            f"authentication (auth='iam' in {', '.join(iam_services)}); on another server, create a NOLOGIN "
+            f"role {RDS_IAM} to stand for it, or declare auth='password'"
         )
     return Changes(statements=tuple(statements), problems=tuple(problems))
 

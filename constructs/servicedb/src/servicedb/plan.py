@@ -154,7 +154,8 @@ class Extension:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Secret:
-    """A Secrets Manager secret in the RDS JSON shape; its password is generated at deploy."""
+    """A Secrets Manager secret in the RDS JSON shape; its password is generated at deploy, and
+    there is none for a user that logs in with IAM."""
 
     name: str
     username: str

@@ -92,11 +92,12 @@ class Service:
     Per service: a database and a schema named after it, a NOLOGIN owner role that owns them
     (DDL), an app user (DML only, through a NOLOGIN writer role), a migrator user (runs as the
     owner), a NOLOGIN reader role for services that declare `Reads` of this one, and one Secrets
-    Manager secret per login user.
+    Manager secret per login user (per pair with alternating rotation).
     """
 
     name: str
-    """Service, database and schema name; role names add `_owner`, `_app`, `_migrator`, `_writer`, `_reader`."""
+    """Service, database and schema name; role names add `_owner`, `_app`, `_migrator`, `_writer`,
+    `_reader`, and `_app_clone` with alternating rotation."""
 
     reads: tuple[Reads, ...] = ()
     """Other services whose schema this service's app user may read. @default - none."""
