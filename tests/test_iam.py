@@ -67,6 +67,15 @@ def test_rejects_bad_iam_declarations(fields, expected):
         ({"admin_iam_user": "Admin"}, "admin_iam_user: must be a PostgreSQL user name matching"),
         ({"admin_iam_user": "rds_admin"}, "admin_iam_user: 'rds_admin' starts with a prefix reserved"),
         ({"task_role_format": "{team}-task"}, "task_role_format: may use only {env} and {service}"),
+        (
+            {
+                "admin_iam_user": "servicedb_admin",
+                "provisioner": "lambda",
+                "provisioner_subnet_ids": ("subnet-0a0000000000000a1",),
+                "provisioner_security_group_id": "sg-0a0000000000000a1",
+            },
+            "admin_iam_user: is for the postgresql provider; the lambda provisioner logs in as the master user",
+        ),
     ],
 )
 def test_rejects_bad_iam_environment_settings(fields, expected):

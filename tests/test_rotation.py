@@ -10,10 +10,12 @@ from cdktf import Testing
 from moto import mock_aws
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from servicedb.cli import Server, UsageError, apply_plan
+from servicedb.apply import apply_plan
+from servicedb.cli import Server
 from servicedb.construct import ServiceDatabases
 from servicedb.passwords import LocalSecrets, SecretsManagerSecrets
-from servicedb.plan import Membership, alternating_rotations, plan_services
+from servicedb.plan import Membership, Plan, alternating_rotations, plan_services
+from servicedb.provisioner import plan_from_json, plan_to_json
 from servicedb.server import LocalServer
 from servicedb.spec import Reads, RotationStrategy, Service, find_problems
 from servicedb.stack import DatabaseAccessStack
@@ -225,6 +227,19 @@ def test_rotation_stack_matches_snapshot(snapshot):
     assert stack == snapshot.use_extension(JSONSnapshotExtension)
 
 
+def test_the_provisioner_functions_event_carries_pairs_and_iam_users():
+    wanted = plan_services(
+        [alternating("orders", "billing", rotation=3), Service(name="billing", auth="iam")],
+        environment(
+            provisioner="lambda",
+            provisioner_subnet_ids=("subnet-0a0000000000000a1",),
+            provisioner_security_group_id="sg-0a0000000000000a1",
+            rotation=2,
+        ),
+    )
+    assert plan_from_json(Plan, json.loads(json.dumps(plan_to_json(wanted)))) == wanted
+
+
 # The local password store
 
 
@@ -381,17 +396,35 @@ def test_both_users_of_a_pair_have_the_same_settings_and_access(cluster: Workspa
 
 
 @mock_aws
-def test_apply_refuses_a_pair_whose_inactive_password_it_does_not_have(cluster: Workspace):
-    """With --env, Secrets Manager carries only the active user; the inactive one's password is in
-    the Terraform state. A pair the server does not have yet is refused before anything runs."""
-    wanted = plan_services([Service(name="search", rotation_strategy="alternating")], environment())
+def test_with_secrets_manager_the_inactive_user_gets_its_password_when_it_becomes_active(cluster: Workspace):
+    """Secrets Manager carries only the active user of a pair (the inactive one's password is in
+    the Terraform state), as the CLI with --env and the provisioner function read it: the inactive
+    user is created without a password, and gets one from the secret once it is the active one."""
     client = boto3.client("secretsmanager", region_name="eu-west-1")
-    for secret in wanted.service("search").secrets:
-        password = f"pw-{secret.username}-0123456789"
-        client.create_secret(Name=secret.name, SecretString=json.dumps({**secret.fields, "password": password}))
     store = SecretsManagerSecrets(client)
-    assert set(store.passwords(wanted)) == {"search_app", "search_migrator"}
-    with pytest.raises(UsageError, match="no password for search_app_clone in the password store"):
-        apply_plan(Server(cluster.server.admin_url_with_password), wanted, store, out=lambda _: None)
-    with cluster.admin() as conn:
-        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'search%'").fetchone() == (0,)
+    server = Server(cluster.server.admin_url_with_password)
+
+    def deploy(rotation: int) -> str:
+        """What the stack does on a deploy: the active user's password, then the function's apply."""
+        wanted = plan_services([alternating("search", rotation=rotation)], environment())
+        for secret in wanted.service("search").secrets:
+            document = json.dumps({**secret.fields, "password": f"pw-{secret.username}-{rotation}-0123456789"})
+            if rotation == 0:
+                client.create_secret(Name=secret.name, SecretString=document)
+            else:
+                client.put_secret_value(SecretId=secret.name, SecretString=document)
+        lines: list[str] = []
+        apply_plan(server, wanted, store, out=lines.append)
+        return "\n".join(lines)
+
+    output = deploy(0)
+    assert "create login user search_app_clone (app_clone), without a password until its secret carries it" in output
+    assert 'CREATE ROLE "search_app_clone" LOGIN INHERIT CONNECTION LIMIT 10;' in output
+    cluster.login("search_app", "search", password="pw-search_app-0-0123456789").close()
+    assert rejected(cluster, "search_app_clone", "search", "pw-search_app_clone-0-0123456789")
+
+    output = deploy(1)
+    assert "search_app_clone: set the password from its secret" in output
+    assert "search_app:" not in output  # the inactive user now: its password is left as it is
+    cluster.login("search_app_clone", "search", password="pw-search_app_clone-1-0123456789").close()
+    cluster.login("search_app", "search", password="pw-search_app-0-0123456789").close()

@@ -2,8 +2,8 @@
 
 Declarations (`Service`, `Reads`, `Auth`, `RotationStrategy`, `Environment`, `OperatorNetwork`)
 and the plans import nothing from cdktf; the construct names (`ServiceDatabase`,
-`ServiceDatabases`, `OperatorAccess`, and the stacks) are loaded on first use, so a declaration
-file imports in milliseconds.
+`ServiceDatabases`, `OperatorAccess`, `LambdaProvisioner`, and the stacks) are loaded on first
+use, so a declaration file imports in milliseconds.
 
 Importing servicedb also calls `servicedb.lazy_aws.install()`, before any of its modules imports
 the AWS provider: `cdktf_cdktf_provider_aws` then loads the few submodules a stack uses instead of
@@ -14,7 +14,16 @@ from servicedb import lazy_aws
 from servicedb.errors import DeclarationError, Problem
 from servicedb.network import NetworkPlan, plan_network
 from servicedb.plan import Plan, ServicePlan, plan_service, plan_services
-from servicedb.spec import Auth, Environment, OperatorHost, OperatorNetwork, Reads, RotationStrategy, Service
+from servicedb.spec import (
+    Auth,
+    Environment,
+    OperatorHost,
+    OperatorNetwork,
+    Provisioner,
+    Reads,
+    RotationStrategy,
+    Service,
+)
 
 lazy_aws.install()
 
@@ -25,6 +34,7 @@ __all__ = [
     "DatabaseUser",
     "DeclarationError",
     "Environment",
+    "LambdaProvisioner",
     "NetworkPlan",
     "OperatorAccess",
     "OperatorHost",
@@ -32,6 +42,7 @@ __all__ = [
     "OperatorNetworkStack",
     "Plan",
     "Problem",
+    "Provisioner",
     "Reads",
     "RotationStrategy",
     "Service",
@@ -48,6 +59,7 @@ _CONSTRUCTS = {
     "DatabaseUser": "servicedb.construct",
     "ServiceDatabase": "servicedb.construct",
     "ServiceDatabases": "servicedb.construct",
+    "LambdaProvisioner": "servicedb.lambda_provisioner",
     "OperatorAccess": "servicedb.operator_access",
     "SsmOperatorHost": "servicedb.operator_access",
     "Cloud9OperatorHost": "servicedb.operator_access",

@@ -1,16 +1,22 @@
-"""Running statements on a live server, grouped by database and role, one transaction per group.
+"""Applying a plan to a live server: inspect, diff, and run what differs, grouped by database and
+role, one transaction per group. `servicedb apply` and the in-VPC provisioner function both run
+`apply_plan`, over psycopg and pg8000 respectively.
 
 Every run holds an advisory lock on the admin connection, so two runs against one cluster take
 turns instead of failing with "tuple concurrently updated"; every statement runs under a
 `lock_timeout`, so a busy object makes the run fail with a clear error instead of hanging.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Set
 from itertools import groupby
 
-import psycopg
-from psycopg import sql
-
+from servicedb import compose as sql
+from servicedb.diff import Changes, diff
+from servicedb.driver import LOCK_NOT_AVAILABLE, Connection, Server, failure
+from servicedb.inspect import Current, check_passwords, inspect
+from servicedb.passwords import LocalSecrets, SecretsManagerSecrets
+from servicedb.plan import Plan
 from servicedb.sql import Statement
 
 ADVISORY_LOCK_KEY = 0x5E41_CEDB
@@ -20,17 +26,18 @@ LOCK_TIMEOUT = "10s"
 
 
 class ApplyError(RuntimeError):
-    """A statement failed; the message names it (never its password) and the server's reason."""
+    """A statement failed, or the plan cannot be applied; the message says which (never a password) and why."""
 
 
 def run(
     statements: Iterable[Statement],
     *,
-    connect: Callable[[str | None], psycopg.Connection],
+    connect: Callable[[str | None], Connection],
     passwords: Mapping[str, str],
     log: Callable[[str], None] = print,
+    ran: list[Statement] | None = None,
 ) -> int:
-    """Run `statements` in order; return how many ran.
+    """Run `statements` in order; return how many ran, and append each to `ran` once it has.
 
     `connect(database)` opens an autocommit admin connection (None: the admin database). A
     group of statements for the same database and role runs in one transaction, so a failure
@@ -39,15 +46,15 @@ def run(
     statements = list(statements)
     if not statements:
         return 0
-    connections: dict[str | None, psycopg.Connection] = {}
+    connections: dict[str | None, Connection] = {}
 
-    def connection(database: str | None) -> psycopg.Connection:
+    def connection(database: str | None) -> Connection:
         if database not in connections:
             # One database at a time besides the admin's: open sessions slow down CREATE DATABASE.
             for other in [name for name in connections if name is not None]:
                 connections.pop(other).close()
             conn = connect(database)
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)).as_string())
             connections[database] = conn
         return connections[database]
 
@@ -65,31 +72,98 @@ def run(
                 for statement in group:
                     execute(conn, statement, passwords, log)
                     count += 1
+                    if ran is not None:
+                        ran.append(statement)
                 continue
             with conn.transaction():
                 if role:
-                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)).as_string())
                 for statement in group:
                     execute(conn, statement, passwords, log)
                     count += 1
+            if ran is not None:
+                ran += group
     finally:
         for conn in connections.values():
             conn.close()
     return count
 
 
-def execute(
-    conn: psycopg.Connection, statement: Statement, passwords: Mapping[str, str], log: Callable[[str], None]
-) -> None:
+def execute(conn: Connection, statement: Statement, passwords: Mapping[str, str], log: Callable[[str], None]) -> None:
     where = statement.database or "admin database"
     log(f"-- {statement.description}\n{statement.text};")
     try:
-        conn.execute(statement.executable(passwords))
-    except psycopg.errors.LockNotAvailable as error:
-        raise ApplyError(
-            f"{statement.description} ({where}): waited {LOCK_TIMEOUT} for a lock another session holds; "
-            f"retry when it is released: {error.diag.message_primary}"
-        ) from None
-    except psycopg.Error as error:
-        reason = error.diag.message_primary or str(error).splitlines()[0]
-        raise ApplyError(f"{statement.description} ({where}) failed: {reason}") from None
+        conn.execute(statement.executable(passwords).as_string())
+    except Exception as error:
+        refused = failure(error)
+        if refused is None:
+            raise
+        if refused.sqlstate == LOCK_NOT_AVAILABLE:
+            raise ApplyError(
+                f"{statement.description} ({where}): waited {LOCK_TIMEOUT} for a lock another session holds; "
+                f"retry when it is released: {refused.message}"
+            ) from None
+        raise ApplyError(f"{statement.description} ({where}) failed: {refused.message}") from None
+
+
+def current_state(
+    server: Server, plan: Plan, passwords: Mapping[str, str], *, stale: Set[str] = frozenset()
+) -> Current:
+    """The server's state, with whether each password user logs in with its password from the
+    store. `stale` users are about to get a new one (a rotation), which the server cannot have
+    yet; users without one in the store (the inactive user of an alternating pair, when the store
+    is Secrets Manager) are `unknown_passwords`."""
+    with server.connect() as conn:
+        current = inspect(conn, plan, connect=server.connect)
+    password_users = {user.name for service in plan.services for user in service.login_users if not user.iam}
+    logins = {
+        user: pw
+        for user, pw in passwords.items()
+        if user in password_users and user not in stale and user in current.roles and current.roles[user].login
+    }
+    password_ok = check_passwords(server.connect_as, logins) | {user: False for user in stale if user in current.roles}
+    unknown = frozenset(password_users - set(passwords) - set(stale))
+    return dataclasses.replace(current, password_ok=password_ok, unknown_passwords=unknown)
+
+
+def changes_for(
+    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, write_secrets: bool
+) -> tuple[Changes, dict[str, str], bool]:
+    """The statements that take the server to `plan`, the login users' passwords, and whether
+    every existing managed database could be read (the admin can enter only those it acts for)."""
+    stale: Set[str] = frozenset()
+    if isinstance(store, LocalSecrets) and not write_secrets:
+        passwords = store.stored_passwords()
+        stale = store.stale_users(plan)
+    else:
+        passwords = store.passwords(plan, host=server.host, port=server.port)
+    current = current_state(server, plan, passwords, stale=stale)
+    complete = all(database.contents is not None for database in current.databases.values())
+    return diff(plan, current), passwords, complete
+
+
+def apply_plan(
+    server: Server,
+    plan: Plan,
+    store: LocalSecrets | SecretsManagerSecrets,
+    *,
+    out: Callable[[str], None],
+    ran: list[Statement] | None = None,
+) -> dict[str, str]:
+    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
+
+    Each statement that ran is appended to `ran`.
+
+    A database the admin could not enter (created by someone else) is looked into again once the
+    admin acts as its owner, and what then differs inside it is applied too.
+    """
+    count = 0
+    for _ in range(2):
+        changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
+        if changes.problems:
+            raise ApplyError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
+        count += run(changes.statements, connect=server.connect, passwords=passwords, log=out, ran=ran)
+        if complete:
+            break
+    out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")
+    return passwords

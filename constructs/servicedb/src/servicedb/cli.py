@@ -5,30 +5,31 @@
     servicedb apply  --url URL [--services DIR] [--env ENV]
     servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
     servicedb demo   [--services DIR]
+    servicedb event  --env ENV [--services DIR] [--action apply|verify]
 
 User errors (bad declarations, an unreachable server, a missing secret, a failed statement)
 print one clear message and exit 1, without a traceback. No command prints a password.
 """
 
 import argparse
-import dataclasses
+import json
 import os
 import sys
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from servicedb.apply import ApplyError, run
-from servicedb.diff import Changes, diff
+from servicedb.apply import ApplyError, apply_plan, changes_for
+from servicedb.diff import diff
 from servicedb.errors import DeclarationError
-from servicedb.inspect import Current, check_passwords, inspect
 from servicedb.load import load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
+from servicedb.provisioner import Action, event
 from servicedb.server import ServerError
-from servicedb.spec import Environment, Service, find_problems
+from servicedb.spec import Environment, Provisioner, Service, find_problems
 from servicedb.sql import render_script
 from servicedb.verify import FORMATS, verify
 
@@ -130,64 +131,6 @@ def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | Secre
     return LocalSecrets(Path(args.secrets or f".servicedb/{plan.environment.name}-secrets.json"))
 
 
-def current_state(server: Server, plan: Plan, passwords: dict[str, str], *, stale: Set[str] = frozenset()) -> Current:
-    """The server's state, with whether each password user logs in with its password; `stale`
-    users are about to get a new one (a rotation), which the server cannot know yet."""
-    with server.connect() as conn:
-        current = inspect(conn, plan, connect=server.connect)
-    password_users = {user.name for service in plan.services for user in service.login_users if not user.iam}
-    logins = {
-        user: pw
-        for user, pw in passwords.items()
-        if user in password_users and user not in stale and user in current.roles and current.roles[user].login
-    }
-    password_ok = check_passwords(server.connect_as, logins) | {user: False for user in stale if user in current.roles}
-    return dataclasses.replace(current, password_ok=password_ok)
-
-
-def changes_for(
-    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, write_secrets: bool
-) -> tuple[Changes, dict[str, str], bool]:
-    """The statements that take the server to `plan`, the login users' passwords, and whether
-    every existing managed database could be read (the admin can enter only those it acts for)."""
-    stale: set[str] = set()
-    if isinstance(store, LocalSecrets) and not write_secrets:
-        passwords = store.stored_passwords()
-        stale = store.stale_users(plan)
-    else:
-        passwords = store.passwords(plan, host=server.host, port=server.port)
-    current = current_state(server, plan, passwords, stale=stale)
-    complete = all(database.contents is not None for database in current.databases.values())
-    return diff(plan, current), passwords, complete
-
-
-def apply_plan(
-    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, out: Callable[[str], None]
-) -> dict[str, str]:
-    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
-
-    A database the admin could not enter (created by someone else) is looked into again once the
-    admin acts as its owner, and what then differs inside it is applied too.
-    """
-    count = 0
-    for _ in range(2):
-        changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
-        if changes.problems:
-            raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
-        unknown = sorted({user for s in changes.statements for user in s.passwords} - set(passwords))
-        if unknown:
-            raise UsageError(
-                f"refusing to apply anything: no password for {', '.join(unknown)} in the password store "
-                "(Secrets Manager carries only the active user of an alternating pair; deploy the "
-                "database-access stack, which sets both)"
-            )
-        count += run(changes.statements, connect=server.connect, passwords=passwords, log=out)
-        if complete:
-            break
-    out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")
-    return passwords
-
-
 def cmd_sql(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     plan = load_plan(args)
     out(render_script(diff(plan, None).statements).rstrip("\n"))
@@ -224,6 +167,20 @@ def cmd_verify(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         report = verify(conn, plan, connect=server.connect)
     out(FORMATS[args.format](report).rstrip("\n"))
     return 0 if report.ok else 1
+
+
+def cmd_event(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    if not args.env:
+        raise UsageError("--env is required: the environment whose provisioner function the event is for")
+    plan = load_plan(args)
+    if plan.environment.provisioner != Provisioner.LAMBDA:
+        raise UsageError(
+            f"--env {args.env}: its provisioner is {plan.environment.provisioner}, not lambda; "
+            f"there is no function to invoke (use servicedb {args.action} --url ... instead)"
+        )
+    # Without ARNs the function reads each login user's secret by its name, which its policy allows.
+    out(json.dumps(event(plan, secret_arns={}, action=Action(args.action))))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -287,6 +244,15 @@ def parser() -> argparse.ArgumentParser:
     verify_parser.add_argument(
         "--format", choices=sorted(FORMATS), default="text", help="output format (default: text)"
     )
+    event_parser = command(
+        "event",
+        "Print the event that makes an environment's lambda provisioner apply or verify the plan, for "
+        "`aws lambda invoke --payload fileb://...`; connects to nothing.",
+        url=False,
+    )
+    event_parser.add_argument(
+        "--action", choices=[str(action) for action in Action], default=str(Action.APPLY), help="default: apply"
+    )
     command(
         "demo",
         "Start a throwaway PostgreSQL, apply the services, print the matrix, remove it all.",
@@ -296,7 +262,14 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-COMMANDS = {"sql": cmd_sql, "plan": cmd_plan, "apply": cmd_apply, "verify": cmd_verify, "demo": cmd_demo}
+COMMANDS = {
+    "sql": cmd_sql,
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "verify": cmd_verify,
+    "demo": cmd_demo,
+    "event": cmd_event,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:

@@ -1,5 +1,10 @@
 """The cdktf adapter: one service's plan, rendered as Terraform resources.
 
+With the `terraform` provisioner (the default), the postgresql provider creates the roles, the
+database, the schema and the grants. With `lambda`, the constructs create no postgresql resource:
+the provisioner function applies those (`servicedb.lambda_provisioner`), and the passwords,
+secrets, read policies and ECS wiring are the same resources at the same addresses.
+
 Construct ids are part of the contract: a changed id is a destroyed and recreated resource, so
 they are fixed snake_case names derived from the plan (never from tokens), and a test pins the
 resulting resource addresses.
@@ -24,6 +29,7 @@ from constructs import Construct
 
 from servicedb import plan as p
 from servicedb.scan import skip_check
+from servicedb.spec import Provisioner
 
 PASSWORD_SPECIALS = "-_.~"
 """Special characters that need no quoting in a URL's userinfo, a shell word or a libpq string."""
@@ -57,10 +63,12 @@ def login_role(
     role: p.Role,
     secret: p.Secret,
     assume_role: Role | None,
+    provisioner: Provisioner,
     postgresql_provider: TerraformProvider | None,
     random_provider: TerraformProvider | None,
-) -> tuple[Password | None, Role]:
-    """A login role (`role`) and, unless it logs in with IAM, its generated password (`password`)."""
+) -> tuple[Password | None, Role | None]:
+    """A login user's generated password (`password`), unless it logs in with IAM, and its role
+    (`role`) when Terraform is the provisioner."""
     password = None
     if not role.iam:
         password = Password(
@@ -76,15 +84,17 @@ def login_role(
             keepers={"rotation": str(role.password_rotation)} if role.password_rotation else None,
             provider=random_provider,
         )
+    if provisioner != Provisioner.TERRAFORM:
+        return password, None
     return password, Role(
         scope,
         "role",
         name=role.name,
         login=True,
         inherit=role.inherit,
-        # No password for an IAM user: the provider creates it without one, and clears one it had
-        # (`ALTER ROLE ... PASSWORD ''`, which PostgreSQL takes as NULL). Never the string "NULL":
-        # the provider handles it only on create, and would set it as the password on update.
+        # No password for an IAM user: the provider creates it without one. It does not remove one
+        # the user had (1.26 skips an empty password on update), and never gets the string "NULL",
+        # which the provider reads as no password on create only and would set as one on update.
         password=password.result if password else None,
         connection_limit=role.connection_limit,
         statement_timeout=role.statement_timeout_ms,
@@ -122,6 +132,7 @@ class DatabaseUser(Construct):
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
+        provisioner: Provisioner = Provisioner.TERRAFORM,
     ) -> None:
         super().__init__(scope, id_)
         self.username = role.name
@@ -131,7 +142,13 @@ class DatabaseUser(Construct):
         self._cluster_resource_id = cluster_resource_id
         self._aws_provider = aws_provider
 
-        providers = {"postgresql_provider": postgresql_provider, "random_provider": random_provider}
+        providers = {
+            "provisioner": provisioner,
+            "postgresql_provider": postgresql_provider,
+            "random_provider": random_provider,
+        }
+        self.password: Password | None
+        self.role: Role | None
         self.password, self.role = login_role(self, role=role, secret=secret, assume_role=assume_role, **providers)
         self.clone_password: Password | None = None
         self.clone_role: Role | None = None
@@ -174,7 +191,7 @@ class DatabaseUser(Construct):
             secret_id=self.secret.id,
             secret_string=Fn.jsonencode({**secret.fields, **password_field}),
             # The role has its (new) password before the secret hands it out.
-            depends_on=[active_role],
+            depends_on=[active_role] if active_role else None,
             provider=aws_provider,
         )
         self.grant_secret_read(secret.reader_role)
@@ -183,8 +200,8 @@ class DatabaseUser(Construct):
 
     @property
     def name(self) -> str:
-        """The PostgreSQL user name."""
-        return self.role.name
+        """The PostgreSQL user name: the role's reference, or the plain name when no role resource is made."""
+        return self.role.name if self.role else self.username
 
     @property
     def secret_arn(self) -> str:
@@ -231,7 +248,8 @@ class ServiceDatabase(Construct):
 
     Takes the service's plan (`servicedb.plan.plan_service`) and the providers to use; creates
     no provider itself. `app.ecs_secrets` and `migrator.ecs_secrets` are ready for a container
-    definition's `secrets`.
+    definition's `secrets`. With `provisioner=Provisioner.LAMBDA` it creates only the users'
+    passwords, secrets and read policies: the provisioner function applies the rest.
 
     With `auth="iam"`, the task roles' `rds-db:connect` policies name the cluster by its resource
     id: `cluster_resource_id`, or else an `aws_rds_cluster` data source read by the cluster
@@ -248,16 +266,27 @@ class ServiceDatabase(Construct):
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
+        provisioner: Provisioner = Provisioner.TERRAFORM,
     ) -> None:
         super().__init__(scope, id_)
         self.plan = plan
+        self.provisioner = provisioner
         self._postgresql_provider = postgresql_provider
         if plan.connects and cluster_resource_id is None:
             cluster_resource_id = cluster_resource_id_of(self, plan, aws_provider)
 
-        self.owner_role = Role(self, "owner_role", name=plan.owner.name, login=False, provider=postgresql_provider)
-        self.writer_role = Role(self, "writer_role", name=plan.writer.name, login=False, provider=postgresql_provider)
-        self.reader_role = Role(self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider)
+        in_terraform = provisioner == Provisioner.TERRAFORM
+        self.owner_role: Role | None = None
+        self.writer_role: Role | None = None
+        self.reader_role: Role | None = None
+        if in_terraform:
+            self.owner_role = Role(self, "owner_role", name=plan.owner.name, login=False, provider=postgresql_provider)
+            self.writer_role = Role(
+                self, "writer_role", name=plan.writer.name, login=False, provider=postgresql_provider
+            )
+            self.reader_role = Role(
+                self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider
+            )
         users = {}
         for role, clone, assume_role in ((plan.app, plan.app_clone, None), (plan.migrator, None, self.owner_role)):
             users[role.name] = DatabaseUser(
@@ -272,9 +301,14 @@ class ServiceDatabase(Construct):
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
                 random_provider=random_provider,
+                provisioner=provisioner,
             )
         self.app: DatabaseUser = users[plan.app.name]
         self.migrator: DatabaseUser = users[plan.migrator.name]
+        self.database: Database | None = None
+        self.schema: Schema | None = None
+        if not in_terraform:
+            return  # the provisioner function applies the roles, the database and what is inside
         roles: dict[str, str] = {
             plan.owner.name: self.owner_role.name,
             plan.writer.name: self.writer_role.name,
@@ -372,11 +406,11 @@ class ServiceDatabase(Construct):
 
     @property
     def database_name(self) -> str:
-        return self.database.name
+        return self.database.name if self.database else self.plan.database.name
 
     @property
     def schema_name(self) -> str:
-        return self.schema.name
+        return self.schema.name if self.schema else self.plan.schema.name
 
     @property
     def secret_arn(self) -> str:
@@ -391,6 +425,11 @@ class ServiceDatabase(Construct):
     def grant_read(self, consumer: "ServiceDatabase") -> list[GrantRole]:
         """Let `consumer`'s app user, and its clone with alternating rotation, read this service's
         tables: membership of the reader role (`readers/<consumer>`, `clone_readers/<consumer>`)."""
+        if self.reader_role is None:
+            raise ValueError(
+                f"{self.plan.service}: with the lambda provisioner, reads are applied by the provisioner "
+                f"function; declare Reads(service={self.plan.service!r}) on {consumer.plan.service} instead"
+            )
         grants = []
         for namespace, user in (("readers", consumer.app.role), ("clone_readers", consumer.app.clone_role)):
             if user is None:
@@ -425,8 +464,9 @@ def grant_id(grant: p.Grant, grantee: str) -> str:
 class ServiceDatabases(Construct):
     """Every service of a plan, with the cross-service reads between them.
 
-    With services that log in with IAM, one `aws_rds_cluster` data source (`cluster`) gives them
-    the cluster's resource id, unless `cluster_resource_id` is given.
+    The plan's environment says which provisioner applies the PostgreSQL side. With services that
+    log in with IAM, one `aws_rds_cluster` data source (`cluster`) gives them the cluster's
+    resource id, unless `cluster_resource_id` is given.
     """
 
     def __init__(
@@ -452,6 +492,7 @@ class ServiceDatabases(Construct):
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
                 random_provider=random_provider,
+                provisioner=plan.environment.provisioner,
             )
             for service in plan.services
         }
@@ -459,6 +500,13 @@ class ServiceDatabases(Construct):
         by_user = {user.name: s for s in self.services.values() for user in s.plan.app_users}
         # One grant_read per reading service: it covers the app user and its clone.
         pairs = dict.fromkeys((by_reader[read.role], by_user[read.member]) for read in plan.reads)
-        self.reads: Sequence[GrantRole] = [
-            grant for producer, consumer in pairs for grant in producer.grant_read(consumer)
-        ]
+        self.reads: Sequence[GrantRole] = (
+            [grant for producer, consumer in pairs for grant in producer.grant_read(consumer)]
+            if plan.environment.provisioner == Provisioner.TERRAFORM
+            else []
+        )
+
+    @property
+    def users(self) -> list[DatabaseUser]:
+        """Every login user, each service's app user then its migrator."""
+        return [user for service in self.services.values() for user in (service.app, service.migrator)]

@@ -13,8 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from psycopg import sql
-
+from servicedb import compose as sql
 from servicedb.inspect import MANAGED_SETTINGS, Contents, Current, DatabaseState
 from servicedb.plan import PUBLIC, RDS_IAM, DefaultPrivilege, Grant, ObjectType, Plan, Role, ServicePlan
 from servicedb.sql import PRIVILEGES, Password, Statement, grantee, ident, in_privilege_order, privilege_list
@@ -101,11 +100,15 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
     limit = sql.SQL(str(int(role.connection_limit)))
     if state is None:
         options = [login, inherit, sql.SQL("CONNECTION LIMIT {}").format(limit)]
-        if role.login and not role.iam:  # an IAM user is created without a password (NULL)
+        # An IAM user is created without a password (NULL); so is a user whose password no secret
+        # carries yet (an alternating pair's inactive user): it gets one when it becomes active.
+        unknown = role.login and not role.iam and current is not None and role.name in current.unknown_passwords
+        if role.login and not role.iam and not unknown:
             options.append(sql.SQL("PASSWORD {}").format(Password(role.name)))
         kind = "login user" if role.login else "NOLOGIN role"
+        without = ", without a password until its secret carries it" if unknown else ""
         yield Statement(
-            description=f"create {kind} {role.name} ({role.kind})",
+            description=f"create {kind} {role.name} ({role.kind}){without}",
             query=sql.SQL("CREATE ROLE {} {}").format(ident(role.name), sql.SQL(" ").join(options)),
         )
         current_settings: Mapping[str, str] = {}

@@ -144,8 +144,10 @@ def current_password(entry: Mapping[str, object] | None, rotation: int) -> str |
 class SecretsManagerSecrets:
     """The secrets the Terraform stack created, read from AWS Secrets Manager."""
 
-    def __init__(self, client: object) -> None:
+    def __init__(self, client: object, *, secret_ids: Mapping[str, str] | None = None) -> None:
         self.client = client
+        self.secret_ids = dict(secret_ids or {})
+        """User name to the id (ARN) its secret is read by. @default - the secret's name."""
 
     def passwords(self, plan: Plan, **_: object) -> dict[str, str]:
         """The password of each secret's user; none for users that log in with IAM, and none for
@@ -155,8 +157,10 @@ class SecretsManagerSecrets:
             for secret in service.secrets:
                 if secret.iam:
                     continue
+                # Listed by the user of its kind (an alternating pair's secret carries either one).
+                secret_id = next((self.secret_ids[u] for u in secret.users if u in self.secret_ids), secret.name)
                 try:
-                    value = self.client.get_secret_value(SecretId=secret.name)
+                    value = self.client.get_secret_value(SecretId=secret_id)
                 except self.client.exceptions.ResourceNotFoundException:
                     missing.append(secret.name)
                     continue
@@ -173,3 +177,19 @@ class SecretsManagerSecrets:
                 f"deploy the database-access stack first (it creates them)"
             )
         return result
+
+
+def master_credentials(client: object, secret_id: str) -> tuple[str, str]:
+    """The cluster admin's user name and password, from its secret (`username`, `password`), as
+    RDS writes the master user's secret."""
+    try:
+        value = client.get_secret_value(SecretId=secret_id)
+    except client.exceptions.ResourceNotFoundException:
+        raise SecretsError(
+            f"master secret {secret_id} does not exist; check the environment's master_secret_arn"
+        ) from None
+    try:
+        document = json.loads(value["SecretString"])
+        return document["username"], document["password"]
+    except (KeyError, TypeError, ValueError):
+        raise SecretsError(f"master secret {secret_id}: no 'username' and 'password' in its JSON") from None

@@ -152,6 +152,32 @@ class Extension:
     name: str
 
 
+def secret_read_statements(
+    secret_arns: list[str], *, kms_key_arn: str | None, region: str, sid: str = "DatabaseSecret"
+) -> list[dict[str, object]]:
+    """IAM statements: `secretsmanager:GetSecretValue` on exactly `secret_arns`, and `kms:Decrypt`
+    on the customer key, when there is one, only as Secrets Manager asks for it (`kms:ViaService`)."""
+    statements: list[dict[str, object]] = [
+        {
+            "Sid": f"Read{sid}",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": secret_arns,
+        }
+    ]
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": f"Decrypt{sid}",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": [kms_key_arn],
+                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+            }
+        )
+    return statements
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Secret:
     """A Secrets Manager secret in the RDS JSON shape; its password is generated at deploy, and
@@ -186,24 +212,7 @@ class Secret:
         `secretsmanager:GetSecretValue` on exactly this secret, and `kms:Decrypt` on the customer
         key only when Secrets Manager asks for it (`kms:ViaService`). No wildcard resource.
         """
-        statements: list[dict[str, object]] = [
-            {
-                "Sid": "ReadDatabaseSecret",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [secret_arn],
-            }
-        ]
-        if self.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "DecryptDatabaseSecret",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt"],
-                    "Resource": [self.kms_key_arn],
-                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}},
-                }
-            )
+        statements = secret_read_statements([secret_arn], kms_key_arn=self.kms_key_arn, region=self.region)
         return {"Version": "2012-10-17", "Statement": statements}
 
     @property
