@@ -11,24 +11,31 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import psycopg
 import pytest
 from cdktf import App, Testing
+from moto import mock_aws
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from servicedb.cli import main
+from servicedb.cli import local_environment, main
 from servicedb.construct import ServiceDatabase
 from servicedb.diff import diff
 from servicedb.load import load_declarations
 from servicedb.plan import RDS_IAM, DatabaseConnect, Membership, PlanInvariantError, check_invariants, plan_services
+from servicedb.provisioner import Action, SslMode, event, handler
 from servicedb.scan import scan
-from servicedb.server import LocalServer
+from servicedb.server import ADMIN, LocalServer
 from servicedb.spec import Auth, Reads, RotationStrategy, Service, find_problems
 from servicedb.stack import DatabaseAccessStack
 
 from factories import Workspace, declare, environment, reading, resources, synth
 
 CLUSTER_RESOURCE_ID = "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY0"
+
+
+def alternating(name: str, **fields: object) -> Service:
+    return Service(name=name, rotation_strategy="alternating", **fields)  # type: ignore[arg-type]
 
 
 def messages(services: list[Service], **environment_fields: object) -> list[str]:
@@ -450,3 +457,55 @@ def test_sql_script_creates_iam_users_without_a_password(tmp_path: Path):
 
 def test_diff_without_a_current_state_states_no_problem_about_rds_iam(shop):
     assert diff(shop, None).problems == ()
+
+
+def test_the_provisioner_function_applies_iam_users_and_alternating_pairs(cluster: Workspace):
+    """The function's handler over pg8000, with passwords only from Secrets Manager, as in AWS."""
+    server = cluster.server
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        master = client.create_secret(
+            Name="rds!cluster-local", SecretString=json.dumps({"username": ADMIN, "password": server.admin_password})
+        )
+        environment = dataclasses.replace(local_environment("127.0.0.1", server.port), master_secret_arn=master["ARN"])
+
+        def invoke(rotation: int, action: Action = Action.APPLY) -> dict:
+            services = [Service(name="wallet", auth="iam"), alternating("basket", rotation=rotation)]
+            wanted = plan_services(services, environment)
+            arns = {}
+            for secret in (s for service in wanted.services for s in service.secrets):
+                fields = {
+                    **secret.fields,
+                    **({} if secret.iam else {"password": f"pw-{secret.username}-{rotation}-0123"}),
+                }
+                if rotation == 0 and action == Action.APPLY:
+                    arns[secret.username] = client.create_secret(Name=secret.name, SecretString=json.dumps(fields))[
+                        "ARN"
+                    ]
+                else:
+                    arns[secret.username] = client.put_secret_value(
+                        SecretId=secret.name, SecretString=json.dumps(fields)
+                    )["ARN"]
+            sent = json.loads(json.dumps(event(wanted, secret_arns=arns, action=action, sslmode=SslMode.DISABLE)))
+            return handler(sent, None)
+
+        applied = invoke(0)
+        assert applied["ok"] is True
+        assert "grant rds_iam to wallet_app" in applied["drift"]
+        assert (
+            "create login user basket_app_clone (app_clone), without a password until its secret carries it"
+            in (applied["drift"])
+        )
+        assert not has_password(cluster, "wallet_app")
+        assert not has_password(cluster, "basket_app_clone")
+        verified = invoke(0, Action.VERIFY)
+        assert verified["ok"] is True
+        assert verified["not_checked"][0].startswith("whether wallet_app, wallet_migrator (IAM authentication)")
+
+        rotated = invoke(1)
+        assert rotated["drift"] == [
+            "basket_app_clone: set the password from its secret (the current one is rejected)",
+            "basket_migrator: set the password from its secret (the current one is rejected)",
+        ]
+        cluster.login("basket_app_clone", "basket", password="pw-basket_app_clone-1-0123").close()
+        cluster.login("basket_app", "basket", password="pw-basket_app-0-0123").close()  # not yet replaced tasks
