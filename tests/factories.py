@@ -1,8 +1,19 @@
 """Valid declarations to build test cases from, each with the fields a test changes."""
 
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from cdktf import TerraformStack, Testing
+from cdktf_cdktf_provider_aws.provider import AwsProvider
+from cdktf_cdktf_provider_postgresql.provider import PostgresqlProvider
+from cdktf_cdktf_provider_random.provider import RandomProvider
 
 from servicedb.access import TemporaryAccess
+from servicedb.cli import main
+from servicedb.server import LocalServer
 from servicedb.spec import Environment, OperatorNetwork, Reads, Service
 
 GRANT_FROM = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -58,3 +69,91 @@ def temporary_access(**overrides: object) -> TemporaryAccess:
     }
     values.update(overrides)
     return TemporaryAccess(**values)  # type: ignore[arg-type]
+
+
+def synth(build) -> tuple[str, dict]:
+    """Build into a fresh stack with the three providers; return the JSON text and parsed document."""
+    stack = TerraformStack(Testing.app(), "test")
+    providers = {
+        "postgresql_provider": PostgresqlProvider(stack, "postgresql", host="db.internal", superuser=False),
+        "aws_provider": AwsProvider(stack, "aws", region="eu-west-1"),
+        "random_provider": RandomProvider(stack, "random"),
+    }
+    build(stack, providers)
+    text = Testing.synth(stack, run_validations=True)
+    return text, json.loads(text)
+
+
+def resources(document: dict, kind: str) -> dict[str, dict]:
+    return document["resource"].get(kind, {})
+
+
+def declare(directory: Path, name: str, **fields: object) -> None:
+    """Write `<directory>/<name>.py`; `fields` as the Service's keyword arguments (enums as strings)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arguments = "".join(f", {key}={value!r}" for key, value in fields.items())
+    (directory / f"{name}.py").write_text(
+        f"from servicedb import Reads, Service\n\nSERVICE = Service(name={name!r}{arguments})\n"
+    )
+
+
+@dataclass
+class Workspace:
+    """Service declarations in a directory of their own, applied with the CLI to a real server;
+    a test changes a declaration and applies again, as an operator would."""
+
+    server: LocalServer
+    directory: Path
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def services(self) -> Path:
+        return self.directory / "services"
+
+    @property
+    def secrets(self) -> Path:
+        return self.directory / "secrets.json"
+
+    def declare(self, name: str, **fields: object) -> None:
+        declare(self.services, name, **fields)
+
+    def cli(self, command: str, *args: str, url: str | None = None) -> tuple[int, str]:
+        lines: list[str] = []
+        code = main(
+            [
+                command,
+                "--url",
+                url or self.server.admin_url_with_password,
+                "--services",
+                str(self.services),
+                "--secrets",
+                str(self.secrets),
+                *args,
+            ],
+            out=lines.append,
+        )
+        self.outputs.append("\n".join(lines))
+        return code, self.outputs[-1]
+
+    def entries(self) -> dict[str, dict]:
+        return json.loads(self.secrets.read_text())
+
+    def password(self, user: str) -> str:
+        return next(e["password"] for e in self.entries().values() if e["username"] == user and "password" in e)
+
+    def login(self, user: str, database: str, password: str | None = None) -> psycopg.Connection:
+        url = self.server.url(user, password or self.password(user), database)
+        return psycopg.connect(url, autocommit=True)
+
+    def admin(self, database: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(
+            self.server.admin_url, password=self.server.admin_password, dbname=database, autocommit=True
+        )
+
+    def superuser(self) -> psycopg.Connection:
+        return psycopg.connect(self.server.superuser_url_with_password, autocommit=True)
+
+    def check_no_password_was_printed(self) -> None:
+        passwords = [e["password"] for e in self.entries().values() if "password" in e]
+        for output in self.outputs:
+            assert not [p for p in passwords if p in output]

@@ -1,33 +1,15 @@
 """ServiceDatabase on a real TerraformStack, synthesized with the providers' validations."""
 
-import json
-
 import pytest
-from cdktf import TerraformOutput, TerraformStack, Testing
-from cdktf_cdktf_provider_aws.provider import AwsProvider
-from cdktf_cdktf_provider_postgresql.provider import PostgresqlProvider
-from cdktf_cdktf_provider_random.provider import RandomProvider
+from cdktf import TerraformOutput, Testing
 
 from servicedb.construct import ServiceDatabase, ServiceDatabases, ecs_secrets
 from servicedb.plan import plan_service, plan_services
 from servicedb.spec import Service
 
-from factories import environment, reading
+from factories import environment, reading, resources, synth
 
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-
-
-def synth(build) -> tuple[str, dict]:
-    """Build into a fresh stack with the three providers; return the JSON text and parsed document."""
-    stack = TerraformStack(Testing.app(), "test")
-    providers = {
-        "postgresql_provider": PostgresqlProvider(stack, "postgresql", host="db.internal", superuser=False),
-        "aws_provider": AwsProvider(stack, "aws", region="eu-west-1"),
-        "random_provider": RandomProvider(stack, "random"),
-    }
-    build(stack, providers)
-    text = Testing.synth(stack, run_validations=True)
-    return text, json.loads(text)
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +33,6 @@ def shop():
         [reading("billing"), reading("orders", "billing"), reading("shipping", "orders")], environment()
     )
     return synth(lambda stack, providers: ServiceDatabases(stack, "services", plan=wanted, **providers))[1]
-
-
-def resources(document: dict, kind: str) -> dict[str, dict]:
-    return document["resource"].get(kind, {})
 
 
 def test_resource_addresses_are_pinned(orders):

@@ -1,9 +1,9 @@
 """servicedb: per-service, isolated access to a shared Aurora PostgreSQL cluster.
 
-Declarations (`Service`, `Reads`, `Environment`, `OperatorNetwork`, `TemporaryAccess`) and the
-plans import nothing from cdktf; the construct names (`ServiceDatabase`, `ServiceDatabases`,
-`OperatorAccess`, `LambdaProvisioner`, `TemporaryDatabaseAccess`, and the stacks) are loaded on
-first use, so a declaration file imports in milliseconds.
+Declarations (`Service`, `Reads`, `Auth`, `RotationStrategy`, `Environment`, `OperatorNetwork`,
+`TemporaryAccess`) and the plans import nothing from cdktf; the construct names (`ServiceDatabase`,
+`ServiceDatabases`, `OperatorAccess`, `LambdaProvisioner`, `TemporaryDatabaseAccess`, and the
+stacks) are loaded on first use, so a declaration file imports in milliseconds.
 
 Importing servicedb also calls `servicedb.lazy_aws.install()`, before any of its modules imports
 the AWS provider: `cdktf_cdktf_provider_aws` then loads the few submodules a stack uses instead of
@@ -15,12 +15,22 @@ from servicedb.access import AccessLevel, TemporaryAccess
 from servicedb.errors import DeclarationError, Problem
 from servicedb.network import NetworkPlan, plan_network
 from servicedb.plan import Plan, ServicePlan, plan_service, plan_services
-from servicedb.spec import Environment, OperatorHost, OperatorNetwork, Provisioner, Reads, Service
+from servicedb.spec import (
+    Auth,
+    Environment,
+    OperatorHost,
+    OperatorNetwork,
+    Provisioner,
+    Reads,
+    RotationStrategy,
+    Service,
+)
 
 lazy_aws.install()
 
 __all__ = [
     "AccessLevel",
+    "Auth",
     "Cloud9OperatorHost",
     "DatabaseAccessStack",
     "DatabaseUser",
@@ -36,6 +46,7 @@ __all__ = [
     "Problem",
     "Provisioner",
     "Reads",
+    "RotationStrategy",
     "Service",
     "ServiceDatabase",
     "ServiceDatabases",

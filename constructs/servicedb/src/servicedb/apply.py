@@ -8,7 +8,7 @@ turns instead of failing with "tuple concurrently updated"; every statement runs
 """
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from itertools import groupby
 
 from servicedb import compose as sql
@@ -106,17 +106,24 @@ def execute(conn: Connection, statement: Statement, passwords: Mapping[str, str]
         raise ApplyError(f"{statement.description} ({where}) failed: {refused.message}") from None
 
 
-def current_state(server: Server, plan: Plan, passwords: Mapping[str, str]) -> Current:
+def current_state(
+    server: Server, plan: Plan, passwords: Mapping[str, str], *, stale: Set[str] = frozenset()
+) -> Current:
+    """The server's state, with whether each password user logs in with its password from the
+    store. `stale` users are about to get a new one (a rotation), which the server cannot have
+    yet; users without one in the store (the inactive user of an alternating pair, when the store
+    is Secrets Manager) are `unknown_passwords`."""
     with server.connect() as conn:
         current = inspect(conn, plan, connect=server.connect)
-    # A break-glass role's logins are the person's, for the audit: the check never logs in as one.
-    temporary = {grant.role.name for grant in plan.temporary}
+    password_users = {user.name for service in plan.services for user in service.login_users if not user.iam}
     logins = {
         user: pw
         for user, pw in passwords.items()
-        if user in current.roles and current.roles[user].login and user not in temporary
+        if user in password_users and user not in stale and user in current.roles and current.roles[user].login
     }
-    return dataclasses.replace(current, password_ok=check_passwords(server.connect_as, logins))
+    password_ok = check_passwords(server.connect_as, logins) | {user: False for user in stale if user in current.roles}
+    unknown = frozenset(password_users - set(passwords) - set(stale))
+    return dataclasses.replace(current, password_ok=password_ok, unknown_passwords=unknown)
 
 
 def changes_for(
@@ -124,11 +131,13 @@ def changes_for(
 ) -> tuple[Changes, dict[str, str], bool]:
     """The statements that take the server to `plan`, the login users' passwords, and whether
     every existing managed database could be read (the admin can enter only those it acts for)."""
+    stale: Set[str] = frozenset()
     if isinstance(store, LocalSecrets) and not write_secrets:
         passwords = store.stored_passwords()
+        stale = store.stale_users(plan)
     else:
         passwords = store.passwords(plan, host=server.host, port=server.port)
-    current = current_state(server, plan, passwords)
+    current = current_state(server, plan, passwords, stale=stale)
     complete = all(database.contents is not None for database in current.databases.values())
     return diff(plan, current), passwords, complete
 

@@ -13,6 +13,7 @@ resulting resource addresses.
 from collections.abc import Mapping, Sequence
 
 from cdktf import Fn, TerraformProvider, TerraformResource, TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws.data_aws_rds_cluster import DataAwsRdsCluster
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
@@ -42,19 +43,81 @@ ECS_SECRET_KEYS = (
 )
 
 
-def ecs_secrets(secret_arn: str, *, prefix: str = "DB_") -> list[dict[str, str]]:
+def ecs_secrets(secret_arn: str, *, prefix: str = "DB_", password: bool = True) -> list[dict[str, str]]:
     """Container `secrets` entries for an ECS task definition, one per key of the secret.
 
     Each `valueFrom` is `<secret arn>:<json key>::`, as CDK's `ecs.Secret.fromSecretsManager(secret,
-    key)` writes it; `<prefix>SECRET` carries the whole JSON document.
+    key)` writes it; `<prefix>SECRET` carries the whole JSON document. Without `password` (a user
+    that logs in with IAM), there is no `<prefix>PASSWORD`: ECS refuses to start a task whose
+    secret lacks a key it names.
     """
-    entries = [{"name": f"{prefix}{name}", "valueFrom": f"{secret_arn}:{key}::"} for name, key in ECS_SECRET_KEYS]
+    keys = [(name, key) for name, key in ECS_SECRET_KEYS if password or key != "password"]
+    entries = [{"name": f"{prefix}{name}", "valueFrom": f"{secret_arn}:{key}::"} for name, key in keys]
     entries.append({"name": f"{prefix}SECRET", "valueFrom": secret_arn})
     return entries
 
 
+def login_role(
+    scope: Construct,
+    *,
+    role: p.Role,
+    secret: p.Secret,
+    assume_role: Role | None,
+    provisioner: Provisioner,
+    postgresql_provider: TerraformProvider | None,
+    random_provider: TerraformProvider | None,
+) -> tuple[Password | None, Role | None]:
+    """A login user's generated password (`password`), unless it logs in with IAM, and its role
+    (`role`) when Terraform is the provisioner."""
+    password = None
+    if not role.iam:
+        password = Password(
+            scope,
+            "password",
+            length=secret.password_length,
+            special=True,
+            override_special=PASSWORD_SPECIALS,
+            min_lower=1,
+            min_upper=1,
+            min_numeric=1,
+            # A new rotation, a new password; none before the first, so that existing passwords stay.
+            keepers={"rotation": str(role.password_rotation)} if role.password_rotation else None,
+            provider=random_provider,
+        )
+    if provisioner != Provisioner.TERRAFORM:
+        return password, None
+    return password, Role(
+        scope,
+        "role",
+        name=role.name,
+        login=True,
+        inherit=role.inherit,
+        # No password for an IAM user: the provider creates it without one. It does not remove one
+        # the user had (1.26 skips an empty password on update), and never gets the string "NULL",
+        # which the provider reads as no password on create only and would set as one on update.
+        password=password.result if password else None,
+        connection_limit=role.connection_limit,
+        statement_timeout=role.statement_timeout_ms,
+        idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
+        search_path=list(role.search_path) or None,
+        assume_role=assume_role.name if assume_role else None,
+        valid_until=role.valid_until_text if role.valid_until else None,
+        # Memberships are postgresql_grant_role resources; without this, the role would
+        # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
+        lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"]),
+        provider=postgresql_provider,
+    )
+
+
 class DatabaseUser(Construct):
-    """A login user: its role, generated password, Secrets Manager secret and who may read it."""
+    """A login user: its role, generated password, Secrets Manager secret and who may read it.
+
+    With IAM authentication (`role.iam`), no password: the secret has every other key, and
+    `connect` names the task role that may log in as the user (`rds-db:connect`). With alternating
+    rotation, `clone` is the second user of the pair (`clone_role`, `clone_password`), and the
+    secret carries whichever is active (`secret.username`); its version depends on that user's
+    role, so the new password is set before the secret points to it.
+    """
 
     def __init__(
         self,
@@ -64,6 +127,9 @@ class DatabaseUser(Construct):
         role: p.Role,
         secret: p.Secret,
         assume_role: Role | None = None,
+        clone: p.Role | None = None,
+        connect: p.DatabaseConnect | None = None,
+        cluster_resource_id: str | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
@@ -73,39 +139,29 @@ class DatabaseUser(Construct):
         self.username = role.name
         """The user name, as a plain string (`name` is the resource's reference)."""
         self._secret_plan = secret
+        self._connect_plan = connect
+        self._cluster_resource_id = cluster_resource_id
         self._aws_provider = aws_provider
 
-        self.password = Password(
-            self,
-            "password",
-            length=secret.password_length,
-            special=True,
-            override_special=PASSWORD_SPECIALS,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            provider=random_provider,
-        )
-        self.role: Role | None = None
-        if provisioner == Provisioner.TERRAFORM:
-            self.role = Role(
-                self,
-                "role",
-                name=role.name,
-                login=True,
-                inherit=role.inherit,
-                password=self.password.result,
-                connection_limit=role.connection_limit,
-                statement_timeout=role.statement_timeout_ms,
-                idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
-                search_path=list(role.search_path) or None,
-                assume_role=assume_role.name if assume_role else None,
-                valid_until=role.valid_until_text if role.valid_until else None,
-                # Memberships are postgresql_grant_role resources; without this, the role would
-                # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
-                lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"]),
-                provider=postgresql_provider,
+        providers = {
+            "provisioner": provisioner,
+            "postgresql_provider": postgresql_provider,
+            "random_provider": random_provider,
+        }
+        self.password: Password | None
+        self.role: Role | None
+        self.password, self.role = login_role(self, role=role, secret=secret, assume_role=assume_role, **providers)
+        self.clone_password: Password | None = None
+        self.clone_role: Role | None = None
+        if clone is not None:
+            self.clone_password, self.clone_role = login_role(
+                Construct(self, "clone"), role=clone, secret=secret, assume_role=assume_role, **providers
             )
+        active_password, active_role = (
+            (self.clone_password, self.clone_role)
+            if clone is not None and secret.username == clone.name
+            else (self.password, self.role)
+        )
         self.secret = SecretsmanagerSecret(
             self,
             "secret",
@@ -118,7 +174,10 @@ class DatabaseUser(Construct):
         skip_check(
             self.secret,
             "CKV2_AWS_57",
-            "Terraform owns the password (random_password); rotate it by replacing that, not with a rotation Lambda",
+            "the user logs in with IAM tokens: the secret holds no password to rotate"
+            if secret.iam
+            else "Terraform owns the password (random_password); rotate it by raising the service's rotation, "
+            "not with a rotation Lambda",
         )
         if secret.kms_key_arn is None:
             skip_check(
@@ -126,15 +185,20 @@ class DatabaseUser(Construct):
                 "CKV_AWS_149",
                 "the environment sets no kms_key_arn, so the AWS managed key aws/secretsmanager encrypts it",
             )
+        password_field = {"password": active_password.result} if active_password else {}
         self.secret_version = SecretsmanagerSecretVersion(
             self,
             "secret_value",
             secret_id=self.secret.id,
-            secret_string=Fn.jsonencode({**secret.fields, "password": self.password.result}),
+            secret_string=Fn.jsonencode({**secret.fields, **password_field}),
+            # The role has its (new) password before the secret hands it out.
+            depends_on=[active_role] if active_role else None,
             provider=aws_provider,
         )
         if secret.reader_role is not None:
             self.grant_secret_read(secret.reader_role)
+        if connect is not None:
+            self.grant_connect(connect.role)
 
     @property
     def name(self) -> str:
@@ -147,8 +211,9 @@ class DatabaseUser(Construct):
 
     @property
     def ecs_secrets(self) -> list[dict[str, str]]:
-        """Container `secrets` entries: `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SECRET`."""
-        return ecs_secrets(self.secret.arn)
+        """Container `secrets` entries: `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`
+        (not with IAM authentication), `DB_SECRET`."""
+        return ecs_secrets(self.secret.arn, password=not self._secret_plan.iam)
 
     def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> IamRolePolicy:
         """Let the IAM role `role_name` read this secret and nothing else (`Secret.read_policy`).
@@ -164,6 +229,21 @@ class DatabaseUser(Construct):
             provider=self._aws_provider,
         )
 
+    def grant_connect(self, role_name: str, *, id_: str = "task_role_policy") -> IamRolePolicy:
+        """Let the IAM role `role_name` log in as this user with an IAM token (`DatabaseConnect.policy`):
+        `rds-db:connect` on exactly `dbuser:<cluster resource id>/<user>`. Only for a user that
+        logs in with IAM; give each further role its own `id_`."""
+        if self._connect_plan is None or self._cluster_resource_id is None:
+            raise ValueError(f"{self.username} logs in with a password, not with IAM: no rds-db:connect to grant")
+        return IamRolePolicy(
+            self,
+            id_,
+            name=f"servicedb-{self.username}-connect",
+            role=role_name,
+            policy=Fn.jsonencode(self._connect_plan.policy(self._cluster_resource_id)),
+            provider=self._aws_provider,
+        )
+
 
 class ServiceDatabase(Construct):
     """One service's isolated database access on a shared PostgreSQL cluster.
@@ -172,6 +252,10 @@ class ServiceDatabase(Construct):
     no provider itself. `app.ecs_secrets` and `migrator.ecs_secrets` are ready for a container
     definition's `secrets`. With `provisioner=Provisioner.LAMBDA` it creates only the users'
     passwords, secrets and read policies: the provisioner function applies the rest.
+
+    With `auth="iam"`, the task roles' `rds-db:connect` policies name the cluster by its resource
+    id: `cluster_resource_id`, or else an `aws_rds_cluster` data source read by the cluster
+    identifier (`cluster`).
     """
 
     def __init__(
@@ -180,6 +264,7 @@ class ServiceDatabase(Construct):
         id_: str,
         *,
         plan: p.ServicePlan,
+        cluster_resource_id: str | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
@@ -189,7 +274,8 @@ class ServiceDatabase(Construct):
         self.plan = plan
         self.provisioner = provisioner
         self._postgresql_provider = postgresql_provider
-        self._readers: Construct | None = None
+        if plan.connects and cluster_resource_id is None:
+            cluster_resource_id = cluster_resource_id_of(self, plan, aws_provider)
 
         in_terraform = provisioner == Provisioner.TERRAFORM
         self.owner_role: Role | None = None
@@ -204,13 +290,16 @@ class ServiceDatabase(Construct):
                 self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider
             )
         users = {}
-        for role, assume_role in ((plan.app, None), (plan.migrator, self.owner_role)):
+        for role, clone, assume_role in ((plan.app, plan.app_clone, None), (plan.migrator, None, self.owner_role)):
             users[role.name] = DatabaseUser(
                 self,
                 str(role.kind),
                 role=role,
                 secret=plan.secret_for(role.name),
                 assume_role=assume_role,
+                clone=clone,
+                connect=next((c for c in plan.connects if c.username == role.name), None),
+                cluster_resource_id=cluster_resource_id,
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
                 random_provider=random_provider,
@@ -228,7 +317,10 @@ class ServiceDatabase(Construct):
             plan.reader.name: self.reader_role.name,
             **{name: user.name for name, user in users.items()},
             p.PUBLIC: p.PUBLIC,
+            p.RDS_IAM: p.RDS_IAM,
         }
+        if plan.app_clone is not None and self.app.clone_role is not None:
+            roles[plan.app_clone.name] = self.app.clone_role.name
 
         self.database = Database(
             self,
@@ -247,7 +339,7 @@ class ServiceDatabase(Construct):
             provider=postgresql_provider,
         )
 
-        kinds = {role.name: str(role.kind) for role in plan.roles} | {p.PUBLIC: p.PUBLIC}
+        kinds = {role.name: str(role.kind) for role in plan.roles} | {p.PUBLIC: p.PUBLIC, p.RDS_IAM: p.RDS_IAM}
         memberships = Construct(self, "memberships")
         for membership in plan.memberships:
             GrantRole(
@@ -332,22 +424,37 @@ class ServiceDatabase(Construct):
         """The app user's container `secrets` entries."""
         return self.app.ecs_secrets
 
-    def grant_read(self, consumer: "ServiceDatabase") -> GrantRole:
-        """Let `consumer`'s app user read this service's tables: membership of the reader role."""
+    def grant_read(self, consumer: "ServiceDatabase") -> list[GrantRole]:
+        """Let `consumer`'s app user, and its clone with alternating rotation, read this service's
+        tables: membership of the reader role (`readers/<consumer>`, `clone_readers/<consumer>`)."""
         if self.reader_role is None:
             raise ValueError(
                 f"{self.plan.service}: with the lambda provisioner, reads are applied by the provisioner "
                 f"function; declare Reads(service={self.plan.service!r}) on {consumer.plan.service} instead"
             )
-        if self._readers is None:
-            self._readers = Construct(self, "readers")
-        return GrantRole(
-            self._readers,
-            consumer.plan.service,
-            role=consumer.app.name,
-            grant_role=self.reader_role.name,
-            provider=self._postgresql_provider,
-        )
+        grants = []
+        for namespace, user in (("readers", consumer.app.role), ("clone_readers", consumer.app.clone_role)):
+            if user is None:
+                continue
+            scope = self.node.try_find_child(namespace) or Construct(self, namespace)
+            grants.append(
+                GrantRole(
+                    scope,
+                    consumer.plan.service,
+                    role=user.name,
+                    grant_role=self.reader_role.name,
+                    provider=self._postgresql_provider,
+                )
+            )
+        return grants
+
+
+def cluster_resource_id_of(scope: Construct, plan: p.ServicePlan, aws_provider: TerraformProvider | None) -> str:
+    """The cluster's resource id (`cluster-...`), which IAM database authentication names, read by
+    an `aws_rds_cluster` data source (`cluster`) from the cluster identifier in the plan's secrets."""
+    return DataAwsRdsCluster(
+        scope, "cluster", cluster_identifier=plan.secrets[0].cluster_identifier, provider=aws_provider
+    ).cluster_resource_id
 
 
 def grant_id(grant: p.Grant, grantee: str) -> str:
@@ -359,7 +466,9 @@ def grant_id(grant: p.Grant, grantee: str) -> str:
 class ServiceDatabases(Construct):
     """Every service of a plan, with the cross-service reads between them.
 
-    The plan's environment says which provisioner applies the PostgreSQL side.
+    The plan's environment says which provisioner applies the PostgreSQL side. With services that
+    log in with IAM, one `aws_rds_cluster` data source (`cluster`) gives them the cluster's
+    resource id, unless `cluster_resource_id` is given.
     """
 
     def __init__(
@@ -368,16 +477,20 @@ class ServiceDatabases(Construct):
         id_: str,
         *,
         plan: p.Plan,
+        cluster_resource_id: str | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        if cluster_resource_id is None and any(service.connects for service in plan.services):
+            cluster_resource_id = cluster_resource_id_of(self, plan.services[0], aws_provider)
         self.services: Mapping[str, ServiceDatabase] = {
             service.service: ServiceDatabase(
                 self,
                 service.service,
                 plan=service,
+                cluster_resource_id=cluster_resource_id,
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
                 random_provider=random_provider,
@@ -386,9 +499,11 @@ class ServiceDatabases(Construct):
             for service in plan.services
         }
         by_reader = {s.plan.reader.name: s for s in self.services.values()}
-        by_app = {s.plan.app.name: s for s in self.services.values()}
+        by_user = {user.name: s for s in self.services.values() for user in s.plan.app_users}
+        # One grant_read per reading service: it covers the app user and its clone.
+        pairs = dict.fromkeys((by_reader[read.role], by_user[read.member]) for read in plan.reads)
         self.reads: Sequence[GrantRole] = (
-            [by_reader[read.role].grant_read(by_app[read.member]) for read in plan.reads]
+            [grant for producer, consumer in pairs for grant in producer.grant_read(consumer)]
             if plan.environment.provisioner == Provisioner.TERRAFORM
             else []
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from servicedb import compose as sql
 from servicedb.inspect import MANAGED_SETTINGS, Contents, Current, DatabaseState
-from servicedb.plan import PUBLIC, DefaultPrivilege, Grant, ObjectType, Plan, Role, ServicePlan
+from servicedb.plan import PUBLIC, RDS_IAM, DefaultPrivilege, Grant, ObjectType, Plan, Role, ServicePlan
 from servicedb.sql import PRIVILEGES, Password, Statement, grantee, ident, in_privilege_order, privilege_list
 
 ON_TARGET = {
@@ -59,6 +59,13 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
                 f"(pg_available_extensions); install it on the server or remove it from the service"
                 for name in missing
             ]
+    iam_services = [s.service for s in wanted.services if any(user.iam for user in s.login_users)]
+    if current and iam_services and not current.rds_iam_exists:
+        problems.append(
+            f"role {RDS_IAM} does not exist on this server: Aurora and RDS PostgreSQL have it for IAM "
+            f"authentication (auth='iam' in {', '.join(iam_services)}); on another server, create a NOLOGIN "
+            f"role {RDS_IAM} to stand for it, or declare auth='password'"
+        )
     return Changes(statements=tuple(statements), problems=tuple(problems))
 
 
@@ -98,11 +105,15 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
         options = [login, inherit, sql.SQL("CONNECTION LIMIT {}").format(limit)]
         if role.valid_until:
             options.append(valid_until)
-        if role.login:
+        # An IAM user is created without a password (NULL); so is a user whose password no secret
+        # carries yet (an alternating pair's inactive user): it gets one when it becomes active.
+        unknown = role.login and not role.iam and current is not None and role.name in current.unknown_passwords
+        if role.login and not role.iam and not unknown:
             options.append(sql.SQL("PASSWORD {}").format(Password(role.name)))
         kind = "login user" if role.login else "NOLOGIN role"
+        without = ", without a password until its secret carries it" if unknown else ""
         yield Statement(
-            description=f"create {kind} {role.name} ({role.kind})",
+            description=f"create {kind} {role.name} ({role.kind}){without}",
             query=sql.SQL("CREATE ROLE {} {}").format(ident(role.name), sql.SQL(" ").join(options)),
         )
         current_settings: Mapping[str, str] = {}
@@ -127,11 +138,13 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
                 description=f"{role.name}: " + ", ".join(what for _, what in changes),
                 query=sql.SQL("ALTER ROLE {} {}").format(ident(role.name), sql.SQL(" ").join(o for o, _ in changes)),
             )
-        if role.login and current and current.password_ok.get(role.name) is False:
+        if role.login and not role.iam and current and current.password_ok.get(role.name) is False:
             yield Statement(
                 description=f"{role.name}: set the password from its secret (the current one is rejected)",
                 query=sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident(role.name), Password(role.name)),
             )
+        if role.iam and current:
+            yield from password_removal(role, current)
         current_settings = state.settings
 
     settings = wanted_settings(role)
@@ -149,6 +162,26 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
                 description=f"{role.name}: reset {name} (was {now})",
                 query=sql.SQL("ALTER ROLE {} RESET {}").format(ident(role.name), sql.SQL(name)),
             )
+
+
+def password_removal(role: Role, current: Current) -> Iterator[Statement]:
+    """Clear the password of a user that logs in with IAM, when it has one or may have one.
+
+    Known from `pg_authid` where the admin can read it; otherwise only when the user is about to
+    become a member of `rds_iam` (it logged in with a password until now). A member of `rds_iam`
+    cannot use a password on Aurora, but would again if the membership were revoked.
+    """
+    if current.with_password is not None:
+        if role.name in current.with_password:
+            yield Statement(
+                description=f"{role.name} has a password and logs in with IAM ({RDS_IAM}): clear the password",
+                query=sql.SQL("ALTER ROLE {} PASSWORD NULL").format(ident(role.name)),
+            )
+    elif (role.name, RDS_IAM) not in current.memberships:
+        yield Statement(
+            description=f"{role.name}: clear the password it had; it logs in with IAM ({RDS_IAM}) from now on",
+            query=sql.SQL("ALTER ROLE {} PASSWORD NULL").format(ident(role.name)),
+        )
 
 
 def membership_changes(wanted: Plan, current: Current | None, managed: set[str]) -> Iterator[Statement]:

@@ -1,7 +1,8 @@
 """The current state: what the managed roles, databases and schemas look like on a live server.
 
 Read from the catalogs with a fixed number of queries on the admin connection (roles, settings,
-memberships, databases and their ACLs) plus one round of queries per managed database (schemas,
+memberships, databases and their ACLs, and which users have a password where the admin may read
+`pg_authid`) plus one round of queries per managed database (schemas,
 tables, sequences, default privileges, extensions, each with `aclexplode`), so the cost grows
 with the number of services, never with its square. Only the managed names are read; nothing
 here writes.
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from servicedb.driver import INVALID_PASSWORD, Connection, failure
-from servicedb.plan import ObjectType, Plan
+from servicedb.plan import RDS_IAM, ObjectType, Plan
 
 PARALLEL_CONNECTIONS = 4
 """Connections opened at once to read the databases and check passwords; each is short-lived."""
@@ -108,6 +109,14 @@ class Current:
     available_extensions: frozenset[str]
     password_ok: Mapping[str, bool] = field(default_factory=dict)
     """Login user to whether its secret's password logs in; absent when not checked."""
+    rds_iam_exists: bool = False
+    """Whether the server has the role `rds_iam` (Aurora and RDS do)."""
+    with_password: frozenset[str] | None = None
+    """The managed login users that have a password, from `pg_authid`; None when the admin cannot
+    read it (only superusers can, and the Aurora master user is not one)."""
+    unknown_passwords: frozenset[str] = frozenset()
+    """Password users whose password the store does not have: the inactive user of an alternating
+    pair, with Secrets Manager. Created without a password, and left alone otherwise."""
 
 
 def acl_rows(rows: list[tuple[str, str | None]]) -> Acl:
@@ -133,7 +142,12 @@ def inspect(
     database_names = [service.database.name for service in wanted.services]
     owners = [service.owner.name for service in wanted.services]
 
-    version, current_user = conn.execute("SELECT current_setting('server_version_num')::int, current_user").fetchone()
+    version, current_user, rds_iam_exists, authid_readable = conn.execute(
+        f"""
+        SELECT current_setting('server_version_num')::int, current_user, to_regrole('{RDS_IAM}') IS NOT NULL,
+               has_table_privilege('pg_catalog.pg_authid', 'SELECT')
+        """
+    ).fetchone()
     roles = {}
     for row in conn.execute(
         """
@@ -177,6 +191,14 @@ def inspect(
         )
     )
     available = frozenset(name for (name,) in conn.execute("SELECT name FROM pg_available_extensions"))
+    with_password = None
+    if authid_readable:
+        with_password = frozenset(
+            name
+            for (name,) in conn.execute(
+                "SELECT rolname FROM pg_authid WHERE rolname = ANY(%s) AND rolpassword IS NOT NULL", (role_names,)
+            )
+        )
 
     databases: dict[str, tuple[str, int, list[tuple[str, str | None]]]] = {}
     for name, owner, limit, grantee, privilege in conn.execute(
@@ -211,6 +233,8 @@ def inspect(
         acting_as=acting_as,
         databases=states,
         available_extensions=available,
+        rds_iam_exists=rds_iam_exists,
+        with_password=with_password,
     )
 
 

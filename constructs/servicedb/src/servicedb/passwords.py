@@ -1,9 +1,16 @@
 """Where login users' passwords come from: a local 0600 JSON file, or AWS Secrets Manager.
 
-Both hold one secret per login user in the RDS JSON shape (`engine`, `host`, `port`, `dbname`,
-`username`, `password`, `dbClusterIdentifier`), named as the plan names it. The local file is
-for servers the CLI manages itself (the demo, a laptop); on AWS the secrets are the ones the
-Terraform stack created, and the CLI only reads them. Nothing here prints a password.
+Both hold one secret per login kind in the RDS JSON shape (`engine`, `host`, `port`, `dbname`,
+`username`, `password`, `dbClusterIdentifier`), named as the plan names it; a user that logs in
+with IAM has no password. The local file is for servers the CLI manages itself (the demo, a
+laptop); on AWS the secrets are the ones the Terraform stack created, and the CLI only reads them.
+Nothing here prints a password.
+
+Rotation: the local file keeps, with each password, the rotation it was generated for
+(`rotation`), and generates a new one when the plan's rotation of the user differs. With
+alternating users, the secret carries the active user, and `<secret name>:inactive` the other
+one, whose password still logs in until the next rotation. In Secrets Manager only the active
+user's password exists; the inactive one's lives in the Terraform state.
 """
 
 import json
@@ -14,10 +21,13 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from servicedb.plan import Plan
+from servicedb.plan import Plan, Role, Secret
 
 ALPHABET = string.ascii_letters + string.digits + "-_.~"
 """The generated passwords' characters: the same as the Terraform stack's `random_password`."""
+
+INACTIVE = ":inactive"
+"""Suffix of the local entry of an alternating pair's inactive user, after its secret's name."""
 
 
 class SecretsError(RuntimeError):
@@ -58,23 +68,55 @@ class LocalSecrets:
         """User name to password, of what the file holds now; generates nothing."""
         return {e["username"]: e["password"] for e in self.read().values() if "username" in e and "password" in e}
 
+    def stale_users(self, plan: Plan) -> set[str]:
+        """Password users whose stored password is missing or from another rotation: `passwords`
+        would generate a new one for them."""
+        by_user = entries_by_user(self.read())
+        return {
+            user.name
+            for service in plan.services
+            for user in service.login_users
+            if not user.iam and not current_password(by_user.get(user.name), user.password_rotation)
+        }
+
     def passwords(self, plan: Plan, *, host: str, port: int) -> dict[str, str]:
-        """Every login user's password, generating and saving the missing ones first."""
-        stored = self.read()
-        changed = False
-        for secret in plan.secrets:
-            entry = stored.get(secret.name)
-            if not entry or not entry.get("password") or entry.get("username") != secret.username:
-                stored[secret.name] = {
-                    **secret.fields,
-                    "host": host,
-                    "port": port,
-                    "password": generate_password(secret.password_length),
-                }
-                changed = True
-        if changed:
+        """Every password user's password, generating and saving the missing and rotated ones first."""
+        before = self.read()
+        stored = dict(before)
+        by_user = entries_by_user(before)
+        for service in plan.services:
+            for secret in service.secrets:
+                for username in secret.users:
+                    key = secret.name if username == secret.username else f"{secret.name}{INACTIVE}"
+                    user = service.login_user(username)
+                    stored[key] = self.entry(user, secret, by_user.get(username), host=host, port=port)
+        for grant in plan.temporary:
+            stored[grant.secret.name] = self.entry(
+                grant.role, grant.secret, by_user.get(grant.role.name), host=host, port=port
+            )
+        if stored != before:
             self.write(stored)
         return self.stored_passwords()
+
+    @staticmethod
+    def entry(
+        user: Role,
+        secret: Secret,
+        stored: Mapping[str, object] | None,
+        *,
+        host: str,
+        port: int,
+    ) -> dict[str, object]:
+        """The local entry of `user`: the secret's fields, and its password unless it logs in with IAM."""
+        entry: dict[str, object] = {**secret.fields, "username": user.name, "host": host, "port": port}
+        if user.iam:
+            return entry
+        password = current_password(stored, user.password_rotation)
+        return {
+            **entry,
+            "password": password or generate_password(secret.password_length),
+            "rotation": user.password_rotation,
+        }
 
     def write(self, stored: Mapping[str, object]) -> None:
         """Write atomically with mode 0600, so a crash never leaves a half-written file."""
@@ -91,6 +133,17 @@ class LocalSecrets:
             raise
 
 
+def entries_by_user(stored: Mapping[str, object]) -> dict[str, Mapping[str, object]]:
+    return {e["username"]: e for e in stored.values() if isinstance(e, dict) and "username" in e}
+
+
+def current_password(entry: Mapping[str, object] | None, rotation: int) -> str | None:
+    """The entry's password if it was generated for `rotation` (entries from before rotations: 0)."""
+    if not entry or not entry.get("password") or entry.get("rotation", 0) != rotation:
+        return None
+    return str(entry["password"])
+
+
 class SecretsManagerSecrets:
     """The secrets the Terraform stack created, read from AWS Secrets Manager."""
 
@@ -100,10 +153,16 @@ class SecretsManagerSecrets:
         """User name to the id (ARN) its secret is read by. @default - the secret's name."""
 
     def passwords(self, plan: Plan, **_: object) -> dict[str, str]:
+        """The password of each secret's user; none for users that log in with IAM, and none for
+        the inactive user of an alternating pair (no secret carries it)."""
         result, missing = {}, []
         for secret in plan.secrets:
+            if secret.iam:
+                continue
+            # Listed by the user of its kind (an alternating pair's secret carries either one).
+            secret_id = next((self.secret_ids[u] for u in secret.users if u in self.secret_ids), secret.name)
             try:
-                value = self.client.get_secret_value(SecretId=self.secret_ids.get(secret.username, secret.name))
+                value = self.client.get_secret_value(SecretId=secret_id)
             except self.client.exceptions.ResourceNotFoundException:
                 missing.append(secret.name)
                 continue

@@ -7,6 +7,7 @@ A `Grant` is authoritative, as the postgresql provider's `postgresql_grant` is: 
 exactly `privileges` on the objects, so a Grant with no privileges is a REVOKE of everything.
 """
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,12 +15,24 @@ from enum import StrEnum
 
 from servicedb.access import AccessLevel, AccessStatus, TemporaryAccess, current_time, find_access_problems
 from servicedb.errors import DeclarationError
-from servicedb.spec import Environment, Service, environment_problems, service_problems, validate
+from servicedb.spec import (
+    Auth,
+    Environment,
+    RotationStrategy,
+    Service,
+    app_users,
+    environment_problems,
+    service_problems,
+    validate,
+)
 
 DECLARED_IN_CODE = "<declared in code>"
 
 PUBLIC = "public"
 """The pseudo-role every role belongs to; also the name of the default schema."""
+
+RDS_IAM = "rds_iam"
+"""The role Aurora and RDS give; its members log in with IAM authentication tokens only."""
 
 WRITE_PRIVILEGES = {
     "table": frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"}),
@@ -45,6 +58,8 @@ class RoleKind(StrEnum):
     """NOLOGIN; owns the database, the schema and every table in it. The DDL role."""
     APP = "app"
     """LOGIN; reads and writes the service's tables (DML only), as a member of the writer role."""
+    APP_CLONE = "app_clone"
+    """LOGIN; with alternating rotation, the app user's twin: the same memberships and settings."""
     MIGRATOR = "migrator"
     """LOGIN, NOINHERIT; becomes the owner at login, so everything it creates is the owner's."""
     WRITER = "writer"
@@ -66,6 +81,11 @@ class Role:
     idle_in_transaction_timeout_ms: int | None = None
     search_path: tuple[str, ...] = ()
     assume_role: str | None = None
+    iam: bool = False
+    """Logs in with IAM authentication tokens: a member of `rds_iam`, without a password."""
+    password_rotation: int = 0
+    """The rotation its password was generated for; a new one means a new password."""
+
     valid_until: datetime | None = None
     """PostgreSQL refuses the role's logins after this (`VALID UNTIL`); None: never."""
 
@@ -178,7 +198,8 @@ def secret_read_statements(
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Secret:
-    """A Secrets Manager secret in the RDS JSON shape; its password is generated at deploy."""
+    """A Secrets Manager secret in the RDS JSON shape; its password is generated at deploy, and
+    there is none for a user that logs in with IAM."""
 
     name: str
     username: str
@@ -196,6 +217,16 @@ class Secret:
     reader_principal_arn: str | None = None
     """The one IAM principal the secret's resource policy lets read it (a person's, for break-glass
     access). @default - none: `reader_role` reads it."""
+    iam: bool = False
+    """The user logs in with IAM authentication tokens: the secret has no password."""
+    inactive_user: str | None = None
+    """With alternating rotation, the other user of the pair, which the secret does not carry now:
+    it keeps its previous password until the next rotation."""
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        """The login users whose credentials the secret carries now or carried last."""
+        return (self.username,) if self.inactive_user is None else (self.username, self.inactive_user)
 
     def read_policy(self, secret_arn: str) -> dict[str, object]:
         """The IAM policy that lets `reader_role` read this secret, given the secret's ARN.
@@ -235,6 +266,47 @@ class Secret:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DatabaseConnect:
+    """An IAM role (an ECS task role) may log in as `username` with an IAM authentication token."""
+
+    username: str
+    role: str
+    """Name of the IAM role that gets `rds-db:connect`."""
+    region: str
+    account_id: str
+
+    def resource(self, cluster_resource_id: str) -> str:
+        """`arn:aws:rds-db:<region>:<account>:dbuser:<cluster resource id>/<user>`."""
+        return (
+            f"arn:{partition(self.region)}:rds-db:{self.region}:{self.account_id}:"
+            f"dbuser:{cluster_resource_id}/{self.username}"
+        )
+
+    def policy(self, cluster_resource_id: str) -> dict[str, object]:
+        """`rds-db:connect` as exactly this user on exactly this cluster; no wildcard."""
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ConnectAsDatabaseUser",
+                    "Effect": "Allow",
+                    "Action": ["rds-db:connect"],
+                    "Resource": [self.resource(cluster_resource_id)],
+                }
+            ],
+        }
+
+
+def partition(region: str) -> str:
+    """The AWS partition of a region: `aws`, or `aws-cn` and `aws-us-gov` for those regions."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ServicePlan:
     service: str
     database: Database
@@ -249,18 +321,32 @@ class ServicePlan:
     memberships: tuple[Membership, ...]
     extensions: tuple[Extension, ...]
     secrets: tuple[Secret, ...]
-    """One per login user: the app user's first, then the migrator's."""
+    """One per login kind: the app user's (or the active one of the pair) first, then the migrator's."""
+    app_clone: Role | None = None
+    """With alternating rotation, the app user's twin."""
+    connects: tuple[DatabaseConnect, ...] = ()
+    """With `auth="iam"`, one per login user: the task role that may log in as it."""
 
     @property
     def roles(self) -> tuple[Role, ...]:
-        return (self.owner, self.app, self.migrator, self.writer, self.reader)
+        clone = (self.app_clone,) if self.app_clone else ()
+        return (self.owner, self.app, *clone, self.migrator, self.writer, self.reader)
 
     @property
     def login_users(self) -> tuple[Role, ...]:
         return tuple(role for role in self.roles if role.login)
 
+    @property
+    def app_users(self) -> tuple[Role, ...]:
+        """The app user, and its clone with alternating rotation: both get the app's rights."""
+        return (self.app, self.app_clone) if self.app_clone else (self.app,)
+
+    def login_user(self, name: str) -> Role:
+        return next(user for user in self.login_users if user.name == name)
+
     def secret_for(self, username: str) -> Secret:
-        return next(secret for secret in self.secrets if secret.username == username)
+        """The secret that carries `username` now, or carried it last (the inactive user of a pair)."""
+        return next(secret for secret in self.secrets if username in secret.users)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -317,6 +403,24 @@ def role_name(service: str, kind: RoleKind) -> str:
     return f"{service}_{kind}"
 
 
+def app_user_names(service: Service) -> tuple[str, ...]:
+    """The app user, and its clone with alternating rotation."""
+    kinds = (RoleKind.APP, RoleKind.APP_CLONE)[: app_users(service)]
+    return tuple(role_name(service.name, kind) for kind in kinds)
+
+
+def alternating_rotations(rotation: int) -> tuple[int, int]:
+    """The rotations at which the app user and its clone last got a new password.
+
+    The app user is the active one at even rotations, the clone at odd ones. Each gets a new
+    password only when it becomes active again, so the other keeps its own for one more rotation:
+    the latest even and the latest odd rotation up to `rotation`, and 0 before the first.
+    """
+    even = rotation - rotation % 2
+    odd = rotation if rotation % 2 else max(rotation - 1, 0)
+    return even, odd
+
+
 def plan_service(service: Service, environment: Environment, *, consumers: Iterable[Service] = ()) -> ServicePlan:
     """The wanted state of one service; `consumers` are the services that read it.
 
@@ -340,6 +444,10 @@ def wanted_service(
     """`plan_service` for declarations that were already validated; `temporary` are the live
     break-glass grants on this service, whose connections the database makes room for."""
     name = service.name
+    iam = service.auth == Auth.IAM
+    rotation = 0 if iam else environment.rotation_of(service)
+    alternating = service.rotation_strategy == RotationStrategy.ALTERNATING
+    app_rotation, clone_rotation = alternating_rotations(rotation) if alternating else (rotation, rotation)
     owner = Role(name=role_name(name, RoleKind.OWNER), kind=RoleKind.OWNER, login=False)
     app = Role(
         name=role_name(name, RoleKind.APP),
@@ -349,7 +457,17 @@ def wanted_service(
         statement_timeout_ms=service.statement_timeout_ms,
         idle_in_transaction_timeout_ms=service.idle_in_transaction_timeout_ms,
         search_path=(name,),
+        iam=iam,
+        password_rotation=app_rotation,
     )
+    clone = (
+        dataclasses.replace(
+            app, name=role_name(name, RoleKind.APP_CLONE), kind=RoleKind.APP_CLONE, password_rotation=clone_rotation
+        )
+        if alternating
+        else None
+    )
+    active, inactive = (clone, app) if clone and rotation % 2 else (app, clone)
     migrator = Role(
         name=role_name(name, RoleKind.MIGRATOR),
         kind=RoleKind.MIGRATOR,
@@ -359,17 +477,21 @@ def wanted_service(
         statement_timeout_ms=service.migration_statement_timeout_ms,
         search_path=(name,),
         assume_role=owner.name,
+        iam=iam,
+        password_rotation=rotation,
     )
     writer = Role(name=role_name(name, RoleKind.WRITER), kind=RoleKind.WRITER, login=False)
     reader = Role(name=role_name(name, RoleKind.READER), kind=RoleKind.READER, login=False)
 
-    consumer_connections = sum(consumer.connection_limit for consumer in consumers)
+    # Both users of an alternating pair may be connected at once while tasks are replaced.
+    consumer_connections = sum(app_users(consumer) * consumer.connection_limit for consumer in consumers)
+    app_connections = app_users(service) * service.connection_limit
     temporary_connections = sum(access.connection_limit for access in temporary)
     database = Database(
         name=name,
         owner=owner.name,
         connection_limit=(
-            service.connection_limit
+            app_connections
             + service.migrator_connection_limit
             + consumer_connections
             + temporary_connections
@@ -424,15 +546,23 @@ def wanted_service(
         later(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
     )
 
-    def secret(user: Role, reader_role: str) -> Secret:
+    def secret(user: Role, reader_role: str, inactive_user: Role | None = None) -> Secret:
         return environment_secret(
             environment,
-            name=f"{environment.secret_prefix}{name}/{user.kind}",
+            name=f"{environment.secret_prefix}{name}/{RoleKind.APP if user.kind == RoleKind.APP_CLONE else user.kind}",
             username=user.name,
             database=name,
             reader_role=reader_role,
+            iam=user.iam,
+            inactive_user=inactive_user.name if inactive_user else None,
         )
 
+    def connect(user: Role, task_role: str) -> DatabaseConnect:
+        return DatabaseConnect(
+            username=user.name, role=task_role, region=environment.region, account_id=environment.account_id
+        )
+
+    app_users_of_service = (app, clone) if clone else (app,)
     return ServicePlan(
         service=name,
         database=database,
@@ -446,12 +576,22 @@ def wanted_service(
         default_privileges=default_privileges,
         memberships=(
             Membership(member=migrator.name, role=owner.name),
-            Membership(member=app.name, role=writer.name),
+            *(Membership(member=user.name, role=writer.name) for user in app_users_of_service),
+            *(Membership(member=user.name, role=RDS_IAM) for user in (app, migrator) if iam),
         ),
         extensions=tuple(Extension(database=name, schema=name, name=e) for e in service.extensions),
         secrets=(
-            secret(app, environment.execution_role_for(service)),
+            secret(active, environment.execution_role_for(service), inactive),
             secret(migrator, environment.migration_execution_role_for(service)),
+        ),
+        app_clone=clone,
+        connects=(
+            (
+                connect(app, environment.task_role_for(service)),
+                connect(migrator, environment.migration_task_role_for(service)),
+            )
+            if iam
+            else ()
         ),
     )
 
@@ -465,6 +605,8 @@ def environment_secret(
     reader_role: str | None,
     reader_principal_arn: str | None = None,
     recovery_window_days: int | None = None,
+    iam: bool = False,
+    inactive_user: str | None = None,
 ) -> Secret:
     """The secret of `username` in `environment`'s cluster, read by `reader_role` or by
     `reader_principal_arn`; `recovery_window_days` defaults to the environment's."""
@@ -483,6 +625,8 @@ def environment_secret(
         password_length=environment.password_length,
         reader_role=reader_role,
         reader_principal_arn=reader_principal_arn,
+        iam=iam,
+        inactive_user=inactive_user,
     )
 
 
@@ -528,9 +672,10 @@ def plan_services(
             for s in services
         ),
         reads=tuple(
-            Membership(member=role_name(s.name, RoleKind.APP), role=role_name(read.service, RoleKind.READER))
+            Membership(member=user, role=role_name(read.service, RoleKind.READER))
             for s in services
             for read in s.reads
+            for user in app_user_names(s)
         ),
         temporary=tuple(wanted_temporary(a, environment) for a in live),
     )
@@ -584,7 +729,11 @@ def check_invariants(wanted: Plan) -> None:
     - a table or sequence is written only by roles of the service that owns it, directly, by
       default privileges, or through membership of a role that can write;
     - a role is granted another service's role only if that role is the other's reader;
-    - every login user has exactly one secret, readable by exactly one IAM role;
+    - every login user is carried by exactly one secret (now, or last as the inactive user of an
+      alternating pair), readable by exactly one IAM role, and each secret carries its own users;
+    - `rds_iam` is granted only to login users that log in with IAM, and no role is a member of
+      such a user (a user has one way to log in); such a user has no password in its secret and
+      exactly one task role that may connect as it, a password user none.
     - a temporary role belongs to the one service it accesses: it is a member of that service's
       reader role (read) or writer role (write) and of nothing else, holds nothing directly, is
       granted to nobody, expires, and its secret is readable by the declared principal alone.
@@ -607,12 +756,21 @@ def check_invariants(wanted: Plan) -> None:
         for default in service.default_privileges:
             if default.grantee == PUBLIC or (writes(default) and service_of.get(default.grantee) != default.database):
                 problems.append(f"default privileges let {default.grantee} write {default.database}.{default.schema}")
+        login_names = {user.name for user in service.login_users}
         for user in service.login_users:
-            secrets = [secret for secret in service.secrets if secret.username == user.name]
+            secrets = [secret for secret in service.secrets if user.name in secret.users]
             if len(secrets) != 1:
                 problems.append(f"login user {user.name} has {len(secrets)} secrets, not 1")
             elif secrets[0].reader_role is None or secrets[0].reader_principal_arn is not None:
                 problems.append(f"the secret of {user.name} is not readable by exactly one IAM role")
+            elif secrets[0].iam != user.iam:
+                problems.append(f"login user {user.name} has iam={user.iam}, its secret iam={secrets[0].iam}")
+            connects = [connect for connect in service.connects if connect.username == user.name]
+            if len(connects) != int(user.iam):
+                problems.append(f"login user {user.name} (iam={user.iam}) has {len(connects)} task roles to connect")
+        for secret in service.secrets:
+            if set(secret.users) - login_names:
+                problems.append(f"secret {secret.name} carries {secret.users}, not login users of {service.service}")
         for default in service.default_privileges:
             if default.grantee in temporary:
                 problems.append(f"temporary role {default.grantee} gets default privileges directly")
@@ -631,9 +789,16 @@ def check_invariants(wanted: Plan) -> None:
         if (secret.username, secret.reader_role, secret.reader_principal_arn) != (name, None, principal):
             problems.append(f"the secret of temporary role {name} is not readable by {principal} alone")
 
+    iam_users = {user.name for s in wanted.services for user in s.login_users if user.iam}
     for membership in wanted.memberships:
         if membership.role in temporary:
             problems.append(f"{membership.member} is granted temporary role {membership.role}")
+        if membership.role == RDS_IAM:
+            if membership.member not in iam_users:
+                problems.append(f"{RDS_IAM} is granted to {membership.member}, which is not a login user with IAM")
+            continue
+        if membership.role in iam_users:
+            problems.append(f"{membership.member} is granted {membership.role}, a login user with IAM")
         granted_from, member_of = service_of.get(membership.role), service_of.get(membership.member)
         if granted_from != member_of:
             if membership.role != role_name(granted_from or "", RoleKind.READER):

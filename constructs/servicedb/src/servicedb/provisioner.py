@@ -196,6 +196,7 @@ def provision(invocation: Invocation, *, secrets: Any, log: Callable[[str], None
                 "action": str(Action.VERIFY),
                 "ok": report.ok,
                 **listed("differences", [f"{d.kind}: {d.message}" for d in report.differences]),
+                **({"not_checked": list(report.notes)} if report.notes else {}),
                 "access": {
                     login: {
                         database: str(access.level) for database, access in row.items() if access.level != Level.NONE

@@ -139,6 +139,11 @@ class LocalServer:
     def admin_url_with_password(self) -> str:
         return self.url(ADMIN, self.admin_password)
 
+    @property
+    def superuser_url_with_password(self) -> str:
+        """The bootstrap superuser's URL, for what only a superuser may do (grant reading pg_authid)."""
+        return self.url(SUPERUSER, self._superuser_password)
+
     def start(self) -> "LocalServer":
         try:
             self._initdb()

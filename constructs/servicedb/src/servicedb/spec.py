@@ -53,6 +53,10 @@ MIN_PASSWORD_LENGTH = 32
 MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
 MAX_CONNECTION_LIMIT = 5000
 MAX_ACCESS_HOURS = 7 * 24
+MAX_ROTATION = 1_000_000
+
+CLONE_SUFFIX = "_app_clone"
+"""The app user's clone with alternating rotation, `<service>_app_clone`; longer than `_migrator`."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +67,25 @@ class Reads:
     """Name of the service whose data is read."""
 
 
+class Auth(StrEnum):
+    """How a service's login users log in."""
+
+    PASSWORD = "password"
+    """A generated password, kept in the user's Secrets Manager secret."""
+    IAM = "iam"
+    """An IAM authentication token the task generates with its task role; the user has no password."""
+
+
+class RotationStrategy(StrEnum):
+    """What a rotation (a higher `rotation`) does to the app user's login."""
+
+    SINGLE = "single"
+    """The user gets a new password at once: its open connections stay, new logins need the new one."""
+    ALTERNATING = "alternating"
+    """The app user and its clone take turns: the new password goes to the one not in use, then the
+    secret points to it; the other keeps its password until the next rotation."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Service:
     """One ECS service and the database access it gets.
@@ -70,11 +93,12 @@ class Service:
     Per service: a database and a schema named after it, a NOLOGIN owner role that owns them
     (DDL), an app user (DML only, through a NOLOGIN writer role), a migrator user (runs as the
     owner), a NOLOGIN reader role for services that declare `Reads` of this one, and one Secrets
-    Manager secret per login user.
+    Manager secret per login user (per pair with alternating rotation).
     """
 
     name: str
-    """Service, database and schema name; role names add `_owner`, `_app`, `_migrator`, `_writer`, `_reader`."""
+    """Service, database and schema name; role names add `_owner`, `_app`, `_migrator`, `_writer`,
+    `_reader`, and `_app_clone` with alternating rotation."""
 
     reads: tuple[Reads, ...] = ()
     """Other services whose schema this service's app user may read. @default - none."""
@@ -109,12 +133,41 @@ class Service:
     extensions: tuple[str, ...] = ()
     """Extensions created in the service's schema, e.g. `("pgcrypto",)`. @default - none."""
 
+    auth: Auth = Auth.PASSWORD
+    """How the app and migrator users log in: `password` or `iam` (a token from the task role, no
+    password anywhere). @default - `password`."""
+
+    rotation: int = 0
+    """Raise it to give the service's password users new passwords on the next deploy; the
+    environment's `rotation` is added to it. @default - 0."""
+
+    rotation_strategy: RotationStrategy = RotationStrategy.SINGLE
+    """`single`, or `alternating`: the app user gets a clone, `<name>_app_clone`, with the same
+    rights and settings, and a rotation moves the secret from one to the other, so that running
+    tasks keep logging in until they are replaced. @default - `single`."""
+
+    task_role: str | None = None
+    """Name of the ECS task role allowed to log in as the app user with `auth="iam"`.
+
+    @default - the environment's `task_role_format`, e.g. `prod-orders-task`.
+    """
+
+    migration_task_role: str | None = None
+    """Name of the ECS task role allowed to log in as the migrator user with `auth="iam"`.
+
+    @default - the same role as `task_role`.
+    """
+
     def __post_init__(self) -> None:
-        # A list where a tuple is meant is an easy slip in a declaration; accept it.
+        # A list where a tuple is meant, or "iam" where Auth.IAM is meant, is an easy slip; accept it.
         for name in ("reads", "extensions"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        for name, kind in (("auth", Auth), ("rotation_strategy", RotationStrategy)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) and value in [member.value for member in kind]:
+                object.__setattr__(self, name, kind(value))
 
 
 class OperatorHost(StrEnum):
@@ -258,6 +311,23 @@ class Environment:
     execution_role_format: str = "{env}-{service}-execution"
     """How a service's execution role is named when it does not say. @default - `{env}-{service}-execution`."""
 
+    task_role_format: str = "{env}-{service}-task"
+    """How a service's task role is named when it does not say; used with `auth="iam"`.
+
+    @default - `{env}-{service}-task`.
+    """
+
+    rotation: int = 0
+    """Raise it to give every password user of the environment a new password on the next deploy;
+    added to each service's `rotation`. @default - 0."""
+
+    admin_iam_user: str | None = None
+    """PostgreSQL user the postgresql provider logs in as with an IAM token (`aws_rds_iam_auth`)
+    instead of the master user's password; a member of `rds_iam` with CREATEDB and CREATEROLE.
+
+    @default - the master user, with the password from `master_secret_arn`.
+    """
+
     password_length: int = 40
     """Length of each generated password. @default - 40."""
 
@@ -314,6 +384,20 @@ class Environment:
         if service.migration_execution_role is not None:
             return service.migration_execution_role
         return self.execution_role_for(service)
+
+    def task_role_for(self, service: Service) -> str:
+        if service.task_role is not None:
+            return service.task_role
+        return self.task_role_format.format(env=self.name, service=service.name)
+
+    def migration_task_role_for(self, service: Service) -> str:
+        if service.migration_task_role is not None:
+            return service.migration_task_role
+        return self.task_role_for(service)
+
+    def rotation_of(self, service: Service) -> int:
+        """The service's effective rotation: the environment's plus its own."""
+        return self.rotation + service.rotation
 
 
 def subject(service: Service) -> str:
@@ -384,10 +468,11 @@ def service_problems(service: object, *, source: str) -> list[Problem]:
             if not isinstance(read, Reads):
                 add(f"reads[{index}]", f"must be Reads(service=...), got {read!r}")
 
-    for name in ("execution_role", "migration_execution_role"):
+    for name in ("execution_role", "migration_execution_role", "task_role", "migration_task_role"):
         role = getattr(service, name)
         if role is not None and not (isinstance(role, str) and IAM_ROLE_NAME_PATTERN.match(role)):
             add(name, f"must be an IAM role name (not an ARN) matching {IAM_ROLE_NAME_PATTERN.pattern}, got {role!r}")
+    problems += login_problems(service, source=source)
 
     if not isinstance(service.extensions, tuple):
         add("extensions", f"must be a tuple of extension names, got {service.extensions!r}")
@@ -397,6 +482,43 @@ def service_problems(service: object, *, source: str) -> list[Problem]:
                 add(f"extensions[{index}]", f"must be an extension name like 'pgcrypto', got {extension!r}")
         for extension in sorted({e for e in service.extensions if service.extensions.count(e) > 1}):
             add("extensions", f"{extension!r} is listed more than once")
+    return problems
+
+
+def check_enum(value: object, kind: type[StrEnum]) -> str | None:
+    if isinstance(value, kind):
+        return None
+    return f"must be one of {', '.join(repr(str(member)) for member in kind)}, got {value!r}"
+
+
+def login_problems(service: Service, *, source: str) -> list[Problem]:
+    """Problems of how a service's users log in: `auth`, `rotation`, `rotation_strategy`, task roles."""
+    problems = []
+
+    def add(at: str, message: str | None) -> None:
+        if message:
+            problems.append(Problem(source=source, subject=subject(service), at=at, message=message))
+
+    add("auth", check_enum(service.auth, Auth))
+    add("rotation", check_int(service.rotation, low=0, high=MAX_ROTATION))
+    add("rotation_strategy", check_enum(service.rotation_strategy, RotationStrategy))
+    if service.auth == Auth.IAM:
+        if service.rotation != 0:
+            add("rotation", "IAM users have no password to rotate (their tokens last 15 minutes); remove rotation")
+        if service.rotation_strategy == RotationStrategy.ALTERNATING:
+            add("rotation_strategy", "is for password users; IAM users need no alternating users, remove it")
+    elif service.auth == Auth.PASSWORD:
+        for name in ("task_role", "migration_task_role"):
+            if getattr(service, name) is not None:
+                add(name, "is only used with auth='iam' (rds-db:connect); remove it or set auth='iam'")
+    longest = 63 - len(CLONE_SUFFIX)
+    alternating = service.rotation_strategy == RotationStrategy.ALTERNATING
+    if alternating and isinstance(service.name, str) and len(service.name) > longest:
+        add(
+            "name",
+            f"must be at most {longest} characters with alternating rotation, so that "
+            f"'{service.name}{CLONE_SUFFIX}' fits PostgreSQL's 63, got {len(service.name)}",
+        )
     return problems
 
 
@@ -469,13 +591,19 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
     if environment.max_connections is not None:
         add("max_connections", check_int(environment.max_connections, low=1, high=262_143))
     add("max_temporary_access_hours", check_int(environment.max_temporary_access_hours, low=1, high=MAX_ACCESS_HOURS))
-    try:
-        environment.execution_role_format.format(env="env", service="service")
-    except (KeyError, IndexError, ValueError, AttributeError) as error:
-        add(
-            "execution_role_format",
-            f"may use only {{env}} and {{service}}, got {environment.execution_role_format!r} ({error!r})",
-        )
+    for name in ("execution_role_format", "task_role_format"):
+        try:
+            getattr(environment, name).format(env="env", service="service")
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            add(name, f"may use only {{env}} and {{service}}, got {getattr(environment, name)!r} ({error!r})")
+    add("rotation", check_int(environment.rotation, low=0, high=MAX_ROTATION))
+    user = environment.admin_iam_user
+    if user is not None and not (isinstance(user, str) and NAME_PATTERN.match(user) and len(user) <= 63):
+        add("admin_iam_user", f"must be a PostgreSQL user name matching {NAME_PATTERN.pattern}, got {user!r}")
+    elif user is not None and user.startswith(RESERVED_PREFIXES):
+        add("admin_iam_user", f"{user!r} starts with a prefix reserved by PostgreSQL or RDS; choose another name")
+    elif user is not None and environment.provisioner == Provisioner.LAMBDA:
+        add("admin_iam_user", "is for the postgresql provider; the lambda provisioner logs in as the master user")
     if environment.provisioner not in list(Provisioner):
         allowed = ", ".join(repr(str(provisioner)) for provisioner in Provisioner)
         add("provisioner", f"must be one of {allowed}, got {environment.provisioner!r}")
@@ -704,16 +832,28 @@ def network_problems(environment: Environment, *, source: str) -> list[Problem]:
     return problems
 
 
+def app_users(service: Service) -> int:
+    """How many app users the service has: two with alternating rotation, which may both be connected."""
+    return 2 if service.rotation_strategy == RotationStrategy.ALTERNATING else 1
+
+
 def budget_problems(environment: Environment, services: Iterable[Service], *, source: str) -> list[Problem]:
     """The services' connection limits must fit the environment's budget, when it has one."""
     if environment.max_connections is None:
         return []
     services = list(services)
-    wanted = sum(s.connection_limit + s.migrator_connection_limit for s in services)
+
+    def connections(service: Service) -> int:
+        return app_users(service) * service.connection_limit + service.migrator_connection_limit
+
+    wanted = sum(connections(s) for s in services)
     if wanted <= environment.max_connections:
         return []
-    biggest = sorted(services, key=lambda s: -(s.connection_limit + s.migrator_connection_limit))[:3]
-    top = ", ".join(f"{s.name}={s.connection_limit}+{s.migrator_connection_limit}" for s in biggest)
+    biggest = sorted(services, key=lambda s: -connections(s))[:3]
+    top = ", ".join(
+        f"{s.name}={'2x' if app_users(s) > 1 else ''}{s.connection_limit}+{s.migrator_connection_limit}"
+        for s in biggest
+    )
     return [
         Problem(
             source=source,
@@ -729,24 +869,33 @@ def budget_problems(environment: Environment, services: Iterable[Service], *, so
 
 
 def execution_role_problems(environment: Environment, services: Iterable[Service], *, source: str) -> list[Problem]:
-    """Role names made from `execution_role_format` must be valid IAM role names."""
-    try:
-        names = {environment.execution_role_for(s): s.name for s in services if s.execution_role is None}
-    except (KeyError, IndexError, ValueError, AttributeError):
-        return []  # the format itself is reported by environment_problems
-    return [
-        Problem(
-            source=source,
-            subject=f"[{environment.name}]",
-            at="execution_role_format",
-            message=(
-                f"gives {role!r} for service {service!r}, which is not an IAM role name "
-                f"({IAM_ROLE_NAME_PATTERN.pattern}); change the format or set execution_role on the service"
-            ),
-        )
-        for role, service in names.items()
-        if not IAM_ROLE_NAME_PATTERN.match(role)
-    ]
+    """Role names made from `execution_role_format`, and `task_role_format` for the services that log
+    in with IAM, must be valid IAM role names."""
+    services = list(services)
+    formats = (
+        ("execution_role", environment.execution_role_for, services),
+        ("task_role", environment.task_role_for, [s for s in services if s.auth == Auth.IAM]),
+    )
+    problems = []
+    for field_name, role_for, users in formats:
+        try:
+            names = {role_for(s): s.name for s in users if getattr(s, field_name) is None}
+        except (KeyError, IndexError, ValueError, AttributeError):
+            continue  # the format itself is reported by environment_problems
+        problems += [
+            Problem(
+                source=source,
+                subject=f"[{environment.name}]",
+                at=f"{field_name}_format",
+                message=(
+                    f"gives {role!r} for service {service!r}, which is not an IAM role name "
+                    f"({IAM_ROLE_NAME_PATTERN.pattern}); change the format or set {field_name} on the service"
+                ),
+            )
+            for role, service in names.items()
+            if not IAM_ROLE_NAME_PATTERN.match(role)
+        ]
+    return problems
 
 
 def validate(

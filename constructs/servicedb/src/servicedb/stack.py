@@ -60,6 +60,10 @@ class DatabaseAccessStack(TerraformStack):
     `postgresql_port`, which default to the cluster's endpoint and port; a port forward from a
     laptop sets them (`TF_VAR_postgresql_host=localhost`). The secrets always carry the endpoint.
 
+    It logs in as the master user with the password from `master_secret_arn`, or, when the
+    environment sets `admin_iam_user`, as that user with an IAM token the provider generates from
+    the operator's AWS credentials (`aws_rds_iam_auth`); the master secret is then not read.
+
     With the `lambda` provisioner there is no postgresql provider: the stack has the same secrets,
     and a function in the database subnets applies the rest (`LambdaProvisioner`).
     """
@@ -93,16 +97,26 @@ class DatabaseAccessStack(TerraformStack):
             default=environment.port,
             description="The port the postgresql provider connects to: the cluster's, or the forwarded local port",
         )
-        master = DataAwsSecretsmanagerSecretVersion(self, "master_secret", secret_id=environment.master_secret_arn)
-        master_credentials = Fn.jsondecode(master.secret_string)
+        if environment.admin_iam_user:
+            login = {
+                "username": environment.admin_iam_user,
+                "aws_rds_iam_auth": True,
+                "aws_rds_iam_region": environment.region,
+            }
+        else:
+            master = DataAwsSecretsmanagerSecretVersion(self, "master_secret", secret_id=environment.master_secret_arn)
+            master_credentials = Fn.jsondecode(master.secret_string)
+            login = {
+                "username": Fn.lookup(master_credentials, "username"),
+                "password": Fn.lookup(master_credentials, "password"),
+            }
         postgresql = PostgresqlProvider(
             self,
             "postgresql",
             host=host.string_value,
             port=port.number_value,
             database="postgres",
-            username=Fn.lookup(master_credentials, "username"),
-            password=Fn.lookup(master_credentials, "password"),
+            **login,
             # The Aurora master user is not a superuser: the provider must not act as one.
             superuser=False,
             sslmode="require",

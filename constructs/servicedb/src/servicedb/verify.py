@@ -25,7 +25,7 @@ from enum import IntEnum
 from servicedb.access import ROLE_REGEX, AccessLevel, current_time, timestamp
 from servicedb.diff import diff
 from servicedb.driver import Connection
-from servicedb.inspect import USER_SCHEMAS, inspect
+from servicedb.inspect import USER_SCHEMAS, Current, inspect
 from servicedb.plan import Plan, RoleKind
 
 
@@ -91,6 +91,8 @@ class Report:
     differences: tuple[Difference, ...]
     temporary: tuple[TemporaryAccessState, ...] = field(default=())
     """The break-glass grants live at the time of the check."""
+    notes: tuple[str, ...] = ()
+    """What could not be checked on this server, and why; not a difference."""
 
     @property
     def ok(self) -> bool:
@@ -331,7 +333,18 @@ def verify(
         expected=expected,
         differences=tuple(differences),
         temporary=temporary,
+        notes=tuple(notes(wanted, current)),
     )
+
+
+def notes(wanted: Plan, current: Current) -> list[str]:
+    iam_users = [user.name for service in wanted.services for user in service.login_users if user.iam]
+    if not iam_users or current.with_password is not None:
+        return []
+    return [
+        f"whether {', '.join(iam_users)} (IAM authentication) also have a password: {current.current_user} "
+        "cannot read pg_authid (only a superuser can); servicedb clears the password when it grants rds_iam"
+    ]
 
 
 def cell(report: Report, user: str, database: str) -> tuple[str, bool]:
@@ -383,12 +396,12 @@ def temporary_row(state: TemporaryAccessState) -> tuple[str, ...]:
 
 
 def differences_lines(report: Report) -> list[str]:
+    not_checked = [f"Not checked: {note}" for note in report.notes]
     if report.ok:
-        return ["OK: every login user's access matches the declarations."]
+        return ["OK: every login user's access matches the declarations.", *not_checked]
     count = len(report.differences)
-    return [f"{count} difference{'s' if count > 1 else ''} from the declarations:"] + [
-        f"  {d.kind}: {d.message}" for d in report.differences
-    ]
+    differences = [f"  {d.kind}: {d.message}" for d in report.differences]
+    return [f"{count} difference{'s' if count > 1 else ''} from the declarations:", *differences, *not_checked]
 
 
 def as_markdown(report: Report) -> str:
@@ -411,6 +424,7 @@ def as_markdown(report: Report) -> str:
         lines.append(f"**{len(report.differences)} differences from the declarations:**")
         lines.append("")
         lines += [f"- {d.kind}: {d.message}" for d in report.differences]
+    lines += [f"\nNot checked: {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -440,6 +454,7 @@ def as_html(report: Report) -> str:
             f"<h2>Active temporary access (break-glass)</h2><table><thead><tr>{header}</tr></thead>"
             f"<tbody>{body}</tbody></table>\n{summary}"
         )
+    summary += "".join(f"<p>Not checked: {e(note)}</p>" for note in report.notes)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>servicedb: effective access</title>
 <style>
@@ -475,6 +490,7 @@ def as_json(report: Report) -> str:
         },
         "differences": [asdict(d) for d in report.differences],
         "temporary_access": [asdict(state) for state in report.temporary],
+        "notes": list(report.notes),
     }
     return json.dumps(document, indent=2) + "\n"
 
