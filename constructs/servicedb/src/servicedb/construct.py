@@ -3,6 +3,12 @@
 Construct ids are part of the contract: a changed id is a destroyed and recreated resource, so
 they are fixed snake_case names derived from the plan (never from tokens), and a test pins the
 resulting resource addresses.
+
+What holds data, or owns what does (the database, the schema, the service's roles), has
+`prevent_destroy`: a plan that would destroy or replace it fails. Only a purged service's
+resources may go, by leaving its construct out (`Plan.purged`). `prevent_destroy` does not cover
+a resource whose block is gone from the configuration (hashicorp/terraform#17599): `servicedb.record`
+refuses a deleted declaration before synth.
 """
 
 from collections.abc import Mapping, Sequence
@@ -23,6 +29,9 @@ from constructs import Construct
 
 from servicedb import plan as p
 from servicedb.scan import skip_check
+
+KEEP = TerraformResourceLifecycle(prevent_destroy=True)
+"""The lifecycle of every resource that holds data or owns what does."""
 
 PASSWORD_SPECIALS = "-_.~"
 """Special characters that need no quoting in a URL's userinfo, a shell word or a libpq string."""
@@ -48,7 +57,11 @@ def ecs_secrets(secret_arn: str, *, prefix: str = "DB_") -> list[dict[str, str]]
 
 
 class DatabaseUser(Construct):
-    """A login user: its role, generated password, Secrets Manager secret and who may read it."""
+    """A login user: its role, generated password, Secrets Manager secret and who may read it.
+
+    Without a secret (a retired service's user), only the role, NOLOGIN and without a password:
+    `password`, `secret` and `secret_version` are None and `ecs_secrets` is empty.
+    """
 
     def __init__(
         self,
@@ -56,7 +69,7 @@ class DatabaseUser(Construct):
         id_: str,
         *,
         role: p.Role,
-        secret: p.Secret,
+        secret: p.Secret | None,
         assume_role: Role | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
@@ -67,25 +80,29 @@ class DatabaseUser(Construct):
         """The user name, as a plain string (`name` is the resource's reference)."""
         self._secret_plan = secret
         self._aws_provider = aws_provider
+        self.password: Password | None = None
+        self.secret: SecretsmanagerSecret | None = None
+        self.secret_version: SecretsmanagerSecretVersion | None = None
 
-        self.password = Password(
-            self,
-            "password",
-            length=secret.password_length,
-            special=True,
-            override_special=PASSWORD_SPECIALS,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            provider=random_provider,
-        )
+        if secret is not None:
+            self.password = Password(
+                self,
+                "password",
+                length=secret.password_length,
+                special=True,
+                override_special=PASSWORD_SPECIALS,
+                min_lower=1,
+                min_upper=1,
+                min_numeric=1,
+                provider=random_provider,
+            )
         self.role = Role(
             self,
             "role",
             name=role.name,
-            login=True,
+            login=role.login and secret is not None,
             inherit=role.inherit,
-            password=self.password.result,
+            password=self.password.result if self.password else None,
             connection_limit=role.connection_limit,
             statement_timeout=role.statement_timeout_ms,
             idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
@@ -93,9 +110,11 @@ class DatabaseUser(Construct):
             assume_role=assume_role.name if assume_role else None,
             # Memberships are postgresql_grant_role resources; without this, the role would
             # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
-            lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"]),
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"], prevent_destroy=True),
             provider=postgresql_provider,
         )
+        if secret is None:
+            return
         self.secret = SecretsmanagerSecret(
             self,
             "secret",
@@ -131,19 +150,25 @@ class DatabaseUser(Construct):
         return self.role.name
 
     @property
-    def secret_arn(self) -> str:
-        return self.secret.arn
+    def secret_arn(self) -> str | None:
+        """The secret's ARN; None for a retired service's user, which has no secret."""
+        return self.secret.arn if self.secret else None
 
     @property
     def ecs_secrets(self) -> list[dict[str, str]]:
-        """Container `secrets` entries: `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SECRET`."""
-        return ecs_secrets(self.secret.arn)
+        """Container `secrets` entries: `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SECRET`.
+
+        Empty for a retired service's user: nothing may read its database any more.
+        """
+        return ecs_secrets(self.secret.arn) if self.secret else []
 
     def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> IamRolePolicy:
         """Let the IAM role `role_name` read this secret and nothing else (`Secret.read_policy`).
 
-        Give each further role its own `id_`.
+        Give each further role its own `id_`. A retired service's user has no secret to read.
         """
+        if self.secret is None or self._secret_plan is None:
+            raise ValueError(f"{self.username} belongs to a retired service: it has no secret for {role_name} to read")
         return IamRolePolicy(
             self,
             id_,
@@ -177,15 +202,19 @@ class ServiceDatabase(Construct):
         self._postgresql_provider = postgresql_provider
         self._readers: Construct | None = None
 
-        self.owner_role = Role(self, "owner_role", name=plan.owner.name, login=False, provider=postgresql_provider)
-        self.reader_role = Role(self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider)
+        self.owner_role = Role(
+            self, "owner_role", name=plan.owner.name, login=False, lifecycle=KEEP, provider=postgresql_provider
+        )
+        self.reader_role = Role(
+            self, "reader_role", name=plan.reader.name, login=False, lifecycle=KEEP, provider=postgresql_provider
+        )
         users = {}
         for role, assume_role in ((plan.app, None), (plan.migrator, self.owner_role)):
             users[role.name] = DatabaseUser(
                 self,
                 str(role.kind),
                 role=role,
-                secret=plan.secret_for(role.name),
+                secret=plan.secret_for(role.name) if role.login else None,
                 assume_role=assume_role,
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
@@ -206,6 +235,7 @@ class ServiceDatabase(Construct):
             name=plan.database.name,
             owner=self.owner_role.name,
             connection_limit=plan.database.connection_limit,
+            lifecycle=KEEP,
             provider=postgresql_provider,
         )
         self.schema = Schema(
@@ -214,6 +244,7 @@ class ServiceDatabase(Construct):
             name=plan.schema.name,
             database=self.database.name,
             owner=self.owner_role.name,
+            lifecycle=KEEP,
             provider=postgresql_provider,
         )
 
@@ -293,13 +324,13 @@ class ServiceDatabase(Construct):
         return self.schema.name
 
     @property
-    def secret_arn(self) -> str:
-        """The app user's secret."""
+    def secret_arn(self) -> str | None:
+        """The app user's secret; None once the service is retired."""
         return self.app.secret_arn
 
     @property
     def ecs_secrets(self) -> list[dict[str, str]]:
-        """The app user's container `secrets` entries."""
+        """The app user's container `secrets` entries; empty once the service is retired."""
         return self.app.ecs_secrets
 
     def grant_read(self, consumer: "ServiceDatabase") -> GrantRole:

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from servicedb.errors import DeclarationError
-from servicedb.spec import Environment, Service, environment_problems, service_problems, validate
+from servicedb.errors import DeclarationError, Problem
+from servicedb.spec import Environment, Service, environment_problems, service_problems, subject, validate
 
 DECLARED_IN_CODE = "<declared in code>"
 
@@ -202,6 +202,8 @@ class ServicePlan:
     extensions: tuple[Extension, ...]
     secrets: tuple[Secret, ...]
     """One per login user: the app user's first, then the migrator's."""
+    retired: bool = False
+    """The data stays, nobody logs in: the app and migrator roles are NOLOGIN and have no secret."""
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -221,6 +223,8 @@ class Plan:
     services: tuple[ServicePlan, ...]
     reads: tuple[Membership, ...]
     """Cross-service read access: a consumer's app user is granted a producer's reader role."""
+    purged: tuple[str, ...] = ()
+    """Services declared `purge=True`: nothing of them is wanted, their database and roles are dropped."""
 
     def service(self, name: str) -> ServicePlan:
         for service in self.services:
@@ -241,6 +245,12 @@ def role_name(service: str, kind: RoleKind) -> str:
     return f"{service}_{kind}"
 
 
+def role_names(service: str) -> tuple[str, ...]:
+    """Every role of a service, the owner last: the order to drop them in."""
+    others = tuple(role_name(service, kind) for kind in RoleKind if kind != RoleKind.OWNER)
+    return (*others, role_name(service, RoleKind.OWNER))
+
+
 def plan_service(service: Service, environment: Environment, *, consumers: Iterable[Service] = ()) -> ServicePlan:
     """The wanted state of one service; `consumers` are the services that read it.
 
@@ -249,6 +259,15 @@ def plan_service(service: Service, environment: Environment, *, consumers: Itera
     """
     problems = service_problems(service, source=DECLARED_IN_CODE)
     problems += environment_problems(environment, source=DECLARED_IN_CODE)
+    if not problems and service.purge:
+        problems.append(
+            Problem(
+                source=DECLARED_IN_CODE,
+                subject=subject(service),
+                at="purge",
+                message="a purged service has no plan: leave its construct out, and its resources are destroyed",
+            )
+        )
     if problems:
         raise DeclarationError(problems)
     return wanted_service(service, environment, consumers=consumers)
@@ -257,11 +276,12 @@ def plan_service(service: Service, environment: Environment, *, consumers: Itera
 def wanted_service(service: Service, environment: Environment, *, consumers: Iterable[Service]) -> ServicePlan:
     """`plan_service` for declarations that were already validated."""
     name = service.name
+    login = not service.retired
     owner = Role(name=role_name(name, RoleKind.OWNER), kind=RoleKind.OWNER, login=False)
     app = Role(
         name=role_name(name, RoleKind.APP),
         kind=RoleKind.APP,
-        login=True,
+        login=login,
         connection_limit=service.connection_limit,
         statement_timeout_ms=service.statement_timeout_ms,
         idle_in_transaction_timeout_ms=service.idle_in_transaction_timeout_ms,
@@ -270,7 +290,7 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
     migrator = Role(
         name=role_name(name, RoleKind.MIGRATOR),
         kind=RoleKind.MIGRATOR,
-        login=True,
+        login=login,
         inherit=False,
         connection_limit=service.migrator_connection_limit,
         statement_timeout_ms=service.migration_statement_timeout_ms,
@@ -362,19 +382,25 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
         default_privileges=default_privileges,
         memberships=(Membership(member=migrator.name, role=owner.name),),
         extensions=tuple(Extension(database=name, schema=name, name=e) for e in service.extensions),
-        secrets=(
+        secrets=()
+        if service.retired
+        else (
             secret(app, environment.execution_role_for(service)),
             secret(migrator, environment.migration_execution_role_for(service)),
         ),
+        retired=service.retired,
     )
 
 
 def plan_services(services: Iterable[Service], environment: Environment) -> Plan:
     """The wanted state of all services in one environment; raises `DeclarationError` if invalid."""
-    services = tuple(services)
-    validate([(s, DECLARED_IN_CODE) for s in services], [(environment, DECLARED_IN_CODE)])
+    declared = tuple(services)
+    validate([(s, DECLARED_IN_CODE) for s in declared], [(environment, DECLARED_IN_CODE)])
+    services = tuple(s for s in declared if not s.purge)
+    # A retired service's app user cannot log in: it reads nothing.
+    readers = tuple(s for s in services if not s.retired)
     consumers = {
-        service.name: tuple(s for s in services if any(read.service == service.name for read in s.reads))
+        service.name: tuple(s for s in readers if any(read.service == service.name for read in s.reads))
         for service in services
     }
     result = Plan(
@@ -382,9 +408,10 @@ def plan_services(services: Iterable[Service], environment: Environment) -> Plan
         services=tuple(wanted_service(s, environment, consumers=consumers[s.name]) for s in services),
         reads=tuple(
             Membership(member=role_name(s.name, RoleKind.APP), role=role_name(read.service, RoleKind.READER))
-            for s in services
+            for s in readers
             for read in s.reads
         ),
+        purged=tuple(s.name for s in declared if s.purge),
     )
     check_invariants(result)
     return result
@@ -393,6 +420,18 @@ def plan_services(services: Iterable[Service], environment: Environment) -> Plan
 def writes(grant: Grant | DefaultPrivilege) -> bool:
     """Whether the grant lets its grantee change data (rows or sequence values)."""
     return bool(WRITE_PRIVILEGES.get(grant.object_type, frozenset()) & set(grant.privileges))
+
+
+def wildcards(policy: dict[str, object]) -> list[str]:
+    """Every `*` in the policy's actions and resources, as `Action: secretsmanager:*`, ..."""
+    found = []
+    for statement in policy["Statement"]:  # type: ignore[attr-defined]
+        for key in ("Action", "Resource", "NotAction", "NotResource"):
+            values = statement.get(key, [])
+            for value in [values] if isinstance(values, str) else values:
+                if "*" in value:
+                    found.append(f"{key}: {value}")
+    return found
 
 
 class PlanInvariantError(AssertionError):
@@ -406,7 +445,9 @@ def check_invariants(wanted: Plan) -> None:
     - a table or sequence is written only by roles of the service that owns it, directly, by
       default privileges, or through membership of a role that can write;
     - a role is granted another service's role only if that role is the other's reader;
-    - every login user has exactly one secret, readable by exactly one IAM role.
+    - every login user has exactly one secret, readable by exactly one IAM role, through a policy
+      without a wildcard; a retired service has no login user and no secret;
+    - a purged service is wanted nowhere.
     """
     problems = []
     service_of = {role.name: s.service for s in wanted.services for role in s.roles}
@@ -428,6 +469,18 @@ def check_invariants(wanted: Plan) -> None:
             secrets = [secret for secret in service.secrets if secret.username == user.name]
             if len(secrets) != 1:
                 problems.append(f"login user {user.name} has {len(secrets)} secrets, not 1")
+        logins = {user.name for user in service.login_users}
+        for secret in service.secrets:
+            if secret.username not in logins:
+                problems.append(f"secret {secret.name} is for {secret.username}, which is not a login user")
+            if not secret.reader_role or wildcards(
+                secret.read_policy(f"arn:aws:secretsmanager:::secret:{secret.name}")
+            ):
+                problems.append(f"secret {secret.name} is not readable by exactly one role without a wildcard")
+        if service.retired and (service.login_users or service.secrets):
+            problems.append(f"retired service {service.service} still has login users or secrets")
+        if service.service in wanted.purged:
+            problems.append(f"purged service {service.service} is still wanted")
 
     for membership in wanted.memberships:
         granted_from, member_of = service_of.get(membership.role), service_of.get(membership.member)

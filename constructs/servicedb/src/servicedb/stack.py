@@ -114,6 +114,7 @@ class DatabaseAccessStack(TerraformStack):
                 user.username: user.secret_arn
                 for service in self.services.services.values()
                 for user in (service.app, service.migrator)
+                if user.secret_arn is not None
             },
         )
 
