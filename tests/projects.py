@@ -40,10 +40,10 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 def copy_project(destination: Path) -> Path:
-    """main.py, cdktf.json and the declarations, with the repository's virtualenv and node_modules."""
+    """main.py, cdktf.json and the declarations with their record, with the repository's virtualenv and node_modules."""
     destination.mkdir(parents=True)
     (destination / "node_modules").symlink_to(ROOT / "node_modules")
-    for name in ("main.py", "environments.toml"):
+    for name in ("main.py", "environments.toml", "deployed.toml"):
         shutil.copy(ROOT / name, destination / name)
     shutil.copytree(ROOT / "services", destination / "services")
     config = json.loads((ROOT / "cdktf.json").read_text())

@@ -130,6 +130,7 @@ def write_bad_declarations(directory: Path) -> tuple[Path, Path]:
     )
     environments = directory / "environments.toml"
     environments.write_text((ROOT / "environments.toml").read_text())
+    (directory / "deployed.toml").write_text('[services]\norders = "active"\n')
     return services, environments
 
 
@@ -215,5 +216,8 @@ def test_cdktf_synth_fails_on_bad_declarations_without_a_traceback(tmp_path):
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "at reads[0].service: no service named 'biling' (declared: orders)" in output
+    # The repository's other services are recorded as deployed: their deleted files are refused too.
+    for name in ("billing", "catalog", "shipping"):
+        assert f"services/{name}.py: Service(name='{name}'): 1 problem\n  is gone, but the record lists" in output
     assert "Traceback" not in output
     assert not (project / "cdktf.out" / "stacks").exists()

@@ -32,10 +32,15 @@ def build_app(declarations: Declarations, app: "App | None" = None) -> "App":
     return app
 
 
-def main(services_dir: Path = Path("services"), environments_file: Path = Path("environments.toml")) -> int:
-    """Validate everything, then build and synthesize; on bad declarations write nothing, exit 1."""
+def main(
+    services_dir: Path = Path("services"),
+    environments_file: Path = Path("environments.toml"),
+    record: Path = Path("deployed.toml"),
+) -> int:
+    """Validate everything, against the record of deployed services too (`servicedb.record`), then
+    build and synthesize; on bad declarations write nothing, exit 1."""
     try:
-        declarations = load_declarations(services_dir, environments_file)
+        declarations = load_declarations(services_dir, environments_file, record=record)
     except DeclarationError as error:
         print(f"servicedb: refusing to synthesize; fix these declarations:\n{error}", file=sys.stderr)
         return 1

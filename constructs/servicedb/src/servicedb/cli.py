@@ -5,6 +5,7 @@
     servicedb apply  --url URL [--services DIR] [--env ENV]
     servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
     servicedb demo   [--services DIR]
+    servicedb record [--services DIR] [--record FILE]
 
 User errors (bad declarations, an unreachable server, a missing secret, a failed statement)
 print one clear message and exit 1, without a traceback. No command prints a password.
@@ -27,6 +28,7 @@ from servicedb.inspect import Current, check_passwords, inspect
 from servicedb.load import load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
+from servicedb.record import changes, read_record, wanted_record, write_record
 from servicedb.server import ServerError
 from servicedb.spec import Environment, Service, find_problems
 from servicedb.sql import render_script
@@ -215,6 +217,25 @@ def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return demo(args.services, out=out)
 
 
+def cmd_record(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Write the record of deployed services from the declarations; refuse a gone declaration."""
+    services, problems = load_services(args.services)
+    problems += find_problems(services, [])
+    recorded, record_problems = read_record(args.record)
+    problems += record_problems
+    wanted, gone = wanted_record(services, recorded or {}, services_dir=args.services)
+    problems += gone
+    if problems:
+        raise DeclarationError(problems)
+    differences = changes(recorded or {}, wanted)
+    if recorded is not None and not differences:
+        out(f"-- {args.record} is up to date")
+        return 0
+    write_record(args.record, wanted)
+    out(f"-- wrote {args.record}: {', '.join(differences) or 'no services'}; commit it with the declarations")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="servicedb",
@@ -276,10 +297,31 @@ def parser() -> argparse.ArgumentParser:
         url=False,
         environment=False,
     )
+    record = command(
+        "record",
+        "Write the record of deployed services (deployed.toml) that cdktf synth checks; refuses a "
+        "deleted declaration of a service that is not purged.",
+        url=False,
+        environment=False,
+    )
+    record.add_argument(
+        "--record",
+        type=Path,
+        default=Path("deployed.toml"),
+        metavar="FILE",
+        help="the record to write (default: ./deployed.toml)",
+    )
     return top
 
 
-COMMANDS = {"sql": cmd_sql, "plan": cmd_plan, "apply": cmd_apply, "verify": cmd_verify, "demo": cmd_demo}
+COMMANDS = {
+    "sql": cmd_sql,
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "verify": cmd_verify,
+    "demo": cmd_demo,
+    "record": cmd_record,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:

@@ -8,14 +8,14 @@ import dataclasses
 import difflib
 import enum
 import importlib.util
-import os
 import tomllib
 import types
 import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from servicedb.errors import DeclarationError, Problem
+from servicedb.errors import DeclarationError, Problem, display
+from servicedb.record import record_problems
 from servicedb.spec import Environment, Service, find_problems
 
 
@@ -34,25 +34,21 @@ class Declarations:
         raise KeyError(f"no environment named {name!r} (declared: {declared})")
 
 
-def load_declarations(services_dir: Path, environments_file: Path) -> Declarations:
+def load_declarations(services_dir: Path, environments_file: Path, *, record: Path | None = None) -> Declarations:
+    """The declarations, checked against the record of deployed services too when `record` is given
+    (the Terraform path: see `servicedb.record`)."""
     services, problems = load_services(services_dir)
     environments, environment_problems = load_environments(environments_file)
     problems += environment_problems
     problems += find_problems(services, environments)
+    if record is not None:
+        problems += record_problems(services, services_dir=services_dir, record=record)
     if problems:
         raise DeclarationError(problems)
     return Declarations(
         services=tuple(service for service, _ in services),
         environments=tuple(environment for environment, _ in environments),
     )
-
-
-def display(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
 
 
 def load_services(directory: Path) -> tuple[list[tuple[object, str]], list[Problem]]:
