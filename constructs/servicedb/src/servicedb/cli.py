@@ -2,7 +2,7 @@
 
     servicedb sql    [--services DIR] [--env ENV]
     servicedb plan   --url URL [--services DIR] [--env ENV]
-    servicedb apply  --url URL [--services DIR] [--env ENV]
+    servicedb apply  --url URL [--services DIR] [--env ENV] [--lock-timeout 10s]
     servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
     servicedb demo   [--services DIR]
     servicedb record [--services DIR] [--record FILE]
@@ -14,6 +14,7 @@ print one clear message and exit 1, without a traceback. No command prints a pas
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from servicedb.apply import ApplyError, run
+from servicedb.apply import LOCK_TIMEOUT, ApplyError, run
 from servicedb.diff import Changes, diff
 from servicedb.errors import DeclarationError
 from servicedb.inspect import Current, check_passwords, inspect
@@ -154,7 +155,12 @@ def changes_for(
 
 
 def apply_plan(
-    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, out: Callable[[str], None]
+    server: Server,
+    plan: Plan,
+    store: LocalSecrets | SecretsManagerSecrets,
+    *,
+    out: Callable[[str], None],
+    lock_timeout: str = LOCK_TIMEOUT,
 ) -> dict[str, str]:
     """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
 
@@ -166,7 +172,9 @@ def apply_plan(
         changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
         if changes.problems:
             raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
-        count += run(changes.statements, connect=server.connect, passwords=passwords, log=out)
+        count += run(
+            changes.statements, connect=server.connect, passwords=passwords, log=out, lock_timeout=lock_timeout
+        )
         if complete:
             break
     out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")
@@ -198,7 +206,7 @@ def cmd_plan(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 def cmd_apply(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     server = Server(args.url)
     plan = load_plan(args, host=server.host, port=server.port)
-    apply_plan(server, plan, password_store(args, plan), out=out)
+    apply_plan(server, plan, password_store(args, plan), out=out, lock_timeout=args.lock_timeout)
     return 0
 
 
@@ -234,6 +242,13 @@ def cmd_record(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     write_record(args.record, wanted)
     out(f"-- wrote {args.record}: {', '.join(differences) or 'no services'}; commit it with the declarations")
     return 0
+
+
+def duration(value: str) -> str:
+    """A `lock_timeout` as PostgreSQL reads it: `500ms`, `10s`, `2min`."""
+    if not re.fullmatch(r"[1-9]\d*(ms|s|min)", value):
+        raise argparse.ArgumentTypeError(f"must be a duration like 500ms, 10s or 2min, got {value!r}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -284,7 +299,15 @@ def parser() -> argparse.ArgumentParser:
 
     command("sql", "Print the plan as SQL (a psql script), for review; connects to nothing.", url=False)
     command("plan", "Inspect the server and print the statements apply would run.", url=True)
-    command("apply", "Inspect the server and run only the statements that differ.", url=True)
+    apply_parser = command("apply", "Inspect the server and run only the statements that differ.", url=True)
+    apply_parser.add_argument(
+        "--lock-timeout",
+        type=duration,
+        default=LOCK_TIMEOUT,
+        metavar="DURATION",
+        help=f"how long a statement waits for a lock another session holds before the apply stops "
+        f"(default: {LOCK_TIMEOUT}). Two applies on one cluster take turns: the second waits for the first",
+    )
     verify_parser = command(
         "verify", "Print the effective-access matrix and every difference; exit 1 if any.", url=True
     )
