@@ -142,7 +142,11 @@ def test_rejects_something_that_is_not_a_service():
         ("secret_recovery_window_days", 31, "must be 0 or between 7 and 30"),
         ("password_length", 16, "must be between 32 and 128, got 16"),
         ("connect_timeout_seconds", 0, "must be between 1 and 300"),
-        ("execution_role_format", "{team}-{service}", "may use only {env} and {service}"),
+        (
+            "execution_role_format",
+            "{team}-{service}",
+            "may use only {env} and {service}, got '{team}-{service}' ({team} is not one of them)",
+        ),
         ("secret_name_prefix", "has space/", "must look like 'servicedb/prod/'"),
     ],
 )

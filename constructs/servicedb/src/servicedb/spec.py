@@ -499,9 +499,18 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
     try:
         environment.execution_role_format.format(env="env", service="service")
     except (KeyError, IndexError, ValueError, AttributeError) as error:
+        if isinstance(error, KeyError):
+            why = f"{{{error.args[0]}}} is not one of them"
+        elif isinstance(error, IndexError):
+            why = "positional fields such as {0} are not"
+        elif isinstance(error, ValueError):
+            why = str(error)
+        else:
+            why = "fields have no attributes" if isinstance(environment.execution_role_format, str) else "not a string"
         add(
             "execution_role_format",
-            f"may use only {{env}} and {{service}}, got {environment.execution_role_format!r} ({error!r})",
+            f"may use only {{env}} and {{service}}, got {environment.execution_role_format!r} ({why}); "
+            "write it like '{env}-{service}-execution'",
         )
     if isinstance(environment.network, OperatorNetwork):
         problems += network_problems(environment, source=source)
