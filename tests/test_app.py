@@ -72,7 +72,8 @@ def test_aws_provider_is_pinned_to_the_environments_account(synthesized):
     assert provider["region"] == "eu-west-1"
 
 
-def test_prod_state_is_in_encrypted_locked_s3_and_dev_state_is_local(synthesized):
+def test_every_stack_keeps_its_state_in_encrypted_locked_s3(synthesized):
+    # The state holds the generated passwords: never a local file for an environment on AWS.
     backend = synthesized["prod-database-access"]["terraform"]["backend"]
     assert backend == {
         "s3": {
@@ -84,7 +85,17 @@ def test_prod_state_is_in_encrypted_locked_s3_and_dev_state_is_local(synthesized
             "use_lockfile": True,
         }
     }
-    assert "s3" not in synthesized["dev-database-access"]["terraform"].get("backend", {})
+    assert synthesized["dev-database-access"]["terraform"]["backend"] == {
+        "s3": {
+            "bucket": "example-dev-terraform-state",
+            "key": "servicedb/dev-database-access.tfstate",
+            "region": "eu-west-1",
+            "encrypt": True,
+            "use_lockfile": True,
+        }
+    }
+    for stack, document in synthesized.items():
+        assert document["terraform"]["backend"]["s3"]["encrypt"] is True, stack
 
 
 def test_every_service_is_in_every_database_stack(synthesized):

@@ -148,6 +148,7 @@ def test_rejects_something_that_is_not_a_service():
             "may use only {env} and {service}, got '{team}-{service}' ({team} is not one of them)",
         ),
         ("secret_name_prefix", "has space/", "must look like 'servicedb/prod/'"),
+        ("state_bucket", "s3://Terraform-State", "must look like 'example-prod-terraform-state'"),
     ],
 )
 def test_rejects_bad_environment_settings(field, value, expected):

@@ -30,6 +30,7 @@ SECRET_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{1
 KMS_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$")
 SECRET_PREFIX_PATTERN = re.compile(r"^[\w/+=.@-]*$")
 VERSION_PATTERN = re.compile(r"^\d+(\.\d+)?$")
+BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 HOST_PATTERN = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$")
 IAM_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 INSTANCE_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -276,7 +277,11 @@ class Environment:
     """The cluster's connection budget for the services' users. @default - not checked."""
 
     state_bucket: str | None = None
-    """S3 bucket for the Terraform state, encrypted and locked. @default - a local state file."""
+    """S3 bucket for the Terraform state, encrypted (with `kms_key_arn` when set) and locked. The
+    state holds the generated passwords: restrict who may read the bucket.
+
+    @default - a local state file, for trying things out only.
+    """
 
     tags: tuple[tuple[str, str], ...] = field(default=())
     """Tags on every AWS resource, as pairs. @default - none."""
@@ -478,6 +483,8 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
     check_pattern("engine_version", VERSION_PATTERN, "16.4")
     if environment.kms_key_arn is not None:
         check_pattern("kms_key_arn", KMS_ARN_PATTERN, "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-...")
+    if environment.state_bucket is not None:
+        check_pattern("state_bucket", BUCKET_PATTERN, "example-prod-terraform-state")
     if environment.secret_name_prefix is not None:
         check_pattern("secret_name_prefix", SECRET_PREFIX_PATTERN, "servicedb/prod/")
         if isinstance(environment.secret_name_prefix, str) and len(environment.secret_name_prefix) > (
