@@ -1,5 +1,9 @@
-"""Valid declarations to build test cases from, each with the fields a test changes."""
+"""Valid declarations to build test cases from, each with the fields a test changes, and plans
+changed as a bug in the planner might change them."""
 
+import dataclasses
+
+from servicedb.plan import Plan
 from servicedb.spec import Environment, OperatorNetwork, Reads, Service
 
 
@@ -36,3 +40,10 @@ def operator_network(**overrides: object) -> OperatorNetwork:
     }
     values.update(overrides)
     return OperatorNetwork(**values)  # type: ignore[arg-type]
+
+
+def with_service(plan: Plan, name: str, **changes: object) -> Plan:
+    """`plan` with one service's plan changed, as a bug in the planner might change it."""
+    target = plan.service(name)
+    changed = dataclasses.replace(target, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(plan, services=tuple(changed if s is target else s for s in plan.services))

@@ -1,6 +1,5 @@
 """Faults and concurrency on a real PostgreSQL: an interrupted apply, a busy table, two applies at once."""
 
-import json
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -9,13 +8,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from servicedb.apply import ADVISORY_LOCK_KEY
 from servicedb.cli import local_environment, local_services, main
 from servicedb.diff import diff
-from servicedb.plan import RoleKind, plan_services, role_name, role_names
+from servicedb.passwords import LocalSecrets
+from servicedb.plan import plan_services
 from servicedb.server import LocalServer
+
+from clusters import admin, drop_services, write_services
 
 TERMINATE_APPLY = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'servicedb'"
 
@@ -24,13 +25,6 @@ DECLARATIONS = {
     "beta": "Service(name='beta', reads=(Reads(service='alpha'),))",
 }
 """Two services, one reading the other: every kind of statement, in few of them."""
-
-
-def write_services(directory: Path, declarations: dict[str, str] = DECLARATIONS) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, declaration in declarations.items():
-        (directory / f"{name}.py").write_text(f"from servicedb import Reads, Service\n\nSERVICE = {declaration}\n")
-    return directory
 
 
 def interruption_points(directory: Path) -> dict[str, int]:
@@ -51,25 +45,9 @@ def interruption_points(directory: Path) -> dict[str, int]:
     return {f"{name}-{at}": at for at, name in sorted(points.items())}
 
 
-def admin(server: LocalServer, database: str = "postgres") -> psycopg.Connection:
-    return psycopg.connect(server.admin_url, password=server.admin_password, dbname=database, autocommit=True)
-
-
-def drop_services(server: LocalServer, names: list[str]) -> None:
-    """Remove what the services left on the server, whatever state an interrupted apply left it in."""
-    with admin(server) as conn:
-        for name in names:
-            owner = role_name(name, RoleKind.OWNER)
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
-                conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner)))
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            for role in role_names(name):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
 @pytest.fixture
 def services(server: LocalServer, tmp_path: Path) -> Iterator[Path]:
-    directory = write_services(tmp_path / "services")
+    directory = write_services(tmp_path / "services", DECLARATIONS)
     yield directory
     drop_services(server, list(DECLARATIONS))
 
@@ -118,9 +96,7 @@ def test_an_apply_interrupted_at_any_statement_is_completed_by_the_next(
     assert cli(server, services, "apply", out=lines.append) == 0
     assert cli(server, services, "plan", out=lines.append) == 0
     assert lines[-1] == "-- nothing to do: the server matches the declarations"
-    passwords = {
-        e["username"]: e["password"] for e in json.loads((services.parent / "secrets.json").read_text()).values()
-    }
+    passwords = LocalSecrets(services.parent / "secrets.json").stored_passwords()
     with psycopg.connect(server.url("beta_app", passwords["beta_app"], "alpha")) as conn:
         assert conn.execute("SHOW search_path").fetchone() == ("beta",)
 
@@ -131,9 +107,7 @@ def test_a_busy_table_makes_apply_fail_clearly_naming_who_holds_it(
     """A migration holds alpha's table in an open transaction while apply must change its grants."""
     lines: list[str] = []
     assert cli(server, services, "apply", out=lines.append) == 0
-    passwords = {
-        e["username"]: e["password"] for e in json.loads((services.parent / "secrets.json").read_text()).values()
-    }
+    passwords = LocalSecrets(services.parent / "secrets.json").stored_passwords()
     with psycopg.connect(server.url("alpha_migrator", passwords["alpha_migrator"], "alpha"), autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id int)")
         conn.execute("REVOKE SELECT ON items FROM alpha_reader")  # drift for apply to repair

@@ -22,7 +22,7 @@ from servicedb.plan import (
 )
 from servicedb.spec import Service
 
-from factories import environment, reading
+from factories import environment, reading, with_service
 
 
 @pytest.fixture
@@ -158,13 +158,6 @@ def test_fails_to_plan_invalid_declarations():
         plan_services([reading("orders", "nope")], environment())
     with pytest.raises(DeclarationError, match="at port: must be between 1 and 65535"):
         plan_service(Service(name="orders"), environment(port=70000))
-
-
-def with_service(wanted, name: str, **changes):
-    """`wanted` with one service's plan changed, as a bug in the planner might change it."""
-    target = wanted.service(name)
-    changed = dataclasses.replace(target, **changes)
-    return dataclasses.replace(wanted, services=tuple(changed if s is target else s for s in wanted.services))
 
 
 @pytest.mark.parametrize(

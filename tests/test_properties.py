@@ -19,7 +19,7 @@ from servicedb.errors import DeclarationError
 from servicedb.plan import PUBLIC, WRITE_PRIVILEGES, Grant, Membership, ObjectType, Plan, plan_services, wildcards
 from servicedb.spec import IAM_ROLE_NAME_PATTERN, MAX_TIMEOUT_MS, Environment, Reads, Service, find_problems, validate
 
-from factories import environment
+from factories import environment, with_service
 
 EXAMPLES = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -256,12 +256,6 @@ def test_the_safety_rules_catch_a_broken_plan(break_plan):
     assert_safe(plan, services)
     with pytest.raises(AssertionError):
         assert_safe(break_plan(plan), services)
-
-
-def with_service(plan: Plan, name: str, **changes: object) -> Plan:
-    target = plan.service(name)
-    changed = dataclasses.replace(target, **changes)
-    return dataclasses.replace(plan, services=tuple(changed if s is target else s for s in plan.services))
 
 
 def with_grants(plan: Plan, name: str, *grants: Grant) -> Plan:

@@ -1,15 +1,16 @@
 """Retirement and purge on a real PostgreSQL: data is dropped only when a purge is declared."""
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from test_apply import admin, drop_services, write_services
 
 from servicedb.cli import main
+from servicedb.passwords import LocalSecrets
 from servicedb.server import LocalServer
+
+from clusters import admin, drop_services, write_services
 
 NAMES = ["gamma", "delta"]
 
@@ -34,7 +35,7 @@ class Project:
         return code, "\n".join(lines)
 
     def password(self, user: str) -> str:
-        return next(e["password"] for e in json.loads(self.secrets.read_text()).values() if e["username"] == user)
+        return LocalSecrets(self.secrets).stored_passwords()[user]
 
     def login(self, user: str, password: str | None = None, database: str = "gamma") -> psycopg.Connection:
         return psycopg.connect(self.server.url(user, password or self.password(user), database), autocommit=True)

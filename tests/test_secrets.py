@@ -12,10 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_apply import drop_services, write_services
 
 from servicedb.cli import main
 from servicedb.server import LocalServer
+
+from clusters import drop_services, write_services
 
 OWN = {"epsilon": "Service(name='epsilon')", "zeta": "Service(name='zeta', reads=(Reads(service='epsilon'),))"}
 
