@@ -69,27 +69,29 @@ def test_resource_addresses_are_pinned(orders):
         "aws_secretsmanager_secret_version.orders_app_secret_value_499C882E",
         "aws_secretsmanager_secret_version.orders_migrator_secret_value_CC6A2535",
         "postgresql_database.orders_database_E3C4CBAD",
-        "postgresql_default_privileges.orders_default_privileges_sequence_app_38DA7DA3",
         "postgresql_default_privileges.orders_default_privileges_sequence_reader_A06BBC22",
-        "postgresql_default_privileges.orders_default_privileges_table_app_1E196437",
+        "postgresql_default_privileges.orders_default_privileges_sequence_writer_F6BD58DB",
         "postgresql_default_privileges.orders_default_privileges_table_reader_C4089FD6",
-        "postgresql_grant.orders_grants_database_app_E31B3840",
+        "postgresql_default_privileges.orders_default_privileges_table_writer_F259DF73",
         "postgresql_grant.orders_grants_database_migrator_0C6FC265",
         "postgresql_grant.orders_grants_database_public_6978036E",
         "postgresql_grant.orders_grants_database_reader_D57FEF70",
+        "postgresql_grant.orders_grants_database_writer_F18D2411",
         "postgresql_grant.orders_grants_public_schema_public_510DF68D",
-        "postgresql_grant.orders_grants_schema_app_166B5C8B",
         "postgresql_grant.orders_grants_schema_migrator_AD5DB025",
         "postgresql_grant.orders_grants_schema_reader_9FD26876",
-        "postgresql_grant.orders_grants_sequence_app_A7ABA795",
+        "postgresql_grant.orders_grants_schema_writer_B22A21D8",
         "postgresql_grant.orders_grants_sequence_reader_8A232439",
-        "postgresql_grant.orders_grants_table_app_05A22059",
+        "postgresql_grant.orders_grants_sequence_writer_5BAF962B",
         "postgresql_grant.orders_grants_table_reader_9DA15120",
+        "postgresql_grant.orders_grants_table_writer_9C1C7E1D",
+        "postgresql_grant_role.orders_memberships_app_in_writer_8C5C66F6",
         "postgresql_grant_role.orders_memberships_migrator_in_owner_B66388A2",
         "postgresql_role.orders_app_role_4553103E",
         "postgresql_role.orders_migrator_role_49126D82",
         "postgresql_role.orders_owner_role_99A16B76",
         "postgresql_role.orders_reader_role_743B5934",
+        "postgresql_role.orders_writer_role_2AA2E0BC",
         "postgresql_schema.orders_schema_A6890076",
         "random_password.orders_app_password_4FABAFA7",
         "random_password.orders_migrator_password_18322EA1",
@@ -98,7 +100,7 @@ def test_resource_addresses_are_pinned(orders):
 
 def test_owner_and_reader_roles_cannot_log_in(orders):
     text, _, _ = orders
-    for name in ("orders_owner", "orders_reader"):
+    for name in ("orders_owner", "orders_writer", "orders_reader"):
         assert Testing.to_have_resource_with_properties(text, "postgresql_role", {"name": name, "login": False})
 
 
@@ -131,9 +133,18 @@ def test_migrator_logs_in_as_the_owner(orders):
     [migrator] = [r for r in resources(document, "postgresql_role").values() if r["name"] == "orders_migrator"]
     assert migrator["inherit"] is False
     assert migrator["assume_role"].startswith("${postgresql_role.orders_owner_role_")
-    [membership] = resources(document, "postgresql_grant_role").values()
-    assert membership["role"].startswith("${postgresql_role.orders_migrator_role_")
+    [membership] = [
+        m for m in resources(document, "postgresql_grant_role").values() if "orders_migrator_role_" in m["role"]
+    ]
     assert membership["grant_role"].startswith("${postgresql_role.orders_owner_role_")
+
+
+def test_app_user_writes_as_a_member_of_the_writer_role(orders):
+    _, document, _ = orders
+    [membership] = [m for m in resources(document, "postgresql_grant_role").values() if "orders_app_role_" in m["role"]]
+    assert membership["grant_role"].startswith("${postgresql_role.orders_writer_role_")
+    writes = [g for g in resources(document, "postgresql_grant").values() if "INSERT" in g["privileges"]]
+    assert [g["role"] for g in writes] == ["${postgresql_role.orders_writer_role_2AA2E0BC.name}"]
 
 
 def test_database_and_schema_belong_to_the_owner_role(orders):
@@ -284,7 +295,7 @@ def test_what_holds_data_cannot_be_destroyed_and_the_rest_can(orders):
         for name, resource in items.items():
             prevent_destroy = resource.get("lifecycle", {}).get("prevent_destroy", False)
             assert prevent_destroy == (kind in DATA), f"{kind}.{name}"
-    assert len([name for kind in DATA for name in resources(document, kind)]) == 6
+    assert len([name for kind in DATA for name in resources(document, kind)]) == 7  # database, schema, 5 roles
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,9 @@ def test_from_nothing_creates_everything_in_order(wanted: Plan) -> None:
     assert 'CREATE EXTENSION IF NOT EXISTS "pgcrypto" SCHEMA "billing"' in sql
     assert (
         'ALTER DEFAULT PRIVILEGES FOR ROLE "orders_owner" IN SCHEMA "orders" '
-        'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "orders_app"'
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "orders_writer"'
     ) in sql
+    assert 'GRANT "orders_writer" TO "orders_app"' in sql
     schema_statement = statements[create_schema]
     assert (schema_statement.database, schema_statement.role) == ("orders", "orders_owner")
     assert statements[create_database].autocommit
@@ -208,8 +209,9 @@ def test_only_a_purge_drops_and_the_script_says_so(wanted: Plan) -> None:
         'DROP DATABASE IF EXISTS "orders"',
         'DROP ROLE IF EXISTS "orders_app"',
         'DROP ROLE IF EXISTS "orders_migrator"',
+        'DROP ROLE IF EXISTS "orders_writer"',
         'DROP ROLE IF EXISTS "orders_reader"',
         'DROP ROLE IF EXISTS "orders_owner"',
     ]
-    assert [s.autocommit for s in statements] == [False, True, False, False, False, False]
+    assert [s.autocommit for s in statements] == [False, True, False, False, False, False, False]
     assert diff(purged, current_for(purged)).statements == ()  # already gone: nothing to drop

@@ -8,7 +8,7 @@ import pytest
 
 from servicedb.errors import DeclarationError
 from servicedb.load import load_declarations, load_environments, load_services
-from servicedb.spec import OperatorHost
+from servicedb.spec import OperatorHost, Provisioner
 
 ENVIRONMENT = """
 [dev]
@@ -90,6 +90,12 @@ def test_rejects_a_missing_services_directory(tmp_path):
         ("kms_key_arn = 5\n", "at kms_key_arn: must be a string, got 5"),
         ("max_connections = true\n", "at max_connections: must be a whole number, got True"),
         ("[dev.tags]\nteam = 5\n", "at tags: must be a table of strings, got {'team': 5}"),
+        ("provisioner = 'lamda'\n", "at provisioner: must be one of 'terraform', 'lambda', got 'lamda'"),
+        ("provisioner_subnet = []\n", "at provisioner_subnet: unknown setting; did you mean 'provisioner_subnet_ids'?"),
+        (
+            "provisioner_subnet_ids = 'subnet-0c00000000000d001'\n",
+            "at provisioner_subnet_ids: must be an array of strings, got 'subnet-0c00000000000d001'",
+        ),
     ],
 )
 def test_rejects_bad_environment_tables(tmp_path, extra, expected):
@@ -253,3 +259,11 @@ def test_reports_network_validation_problems_with_the_file(tmp_path):
         "  at network.operator_cidr: 0.0.0.0/0 would let every address reach the cluster; give the operator "
         "host's subnet, e.g. '10.100.1.0/24'"
     )
+
+
+def test_loads_the_lambda_provisioner_of_the_tests_environment():
+    path = Path(__file__).parent / "environments.toml"
+    [(environment, _)], problems = load_environments(path)
+    assert problems == []
+    assert environment.provisioner is Provisioner.LAMBDA
+    assert environment.provisioner_subnet_ids == ("subnet-0c00000000000d001", "subnet-0c00000000000d002")

@@ -43,24 +43,28 @@ def test_each_service_gets_its_own_roles_database_and_schema(wanted):
         ("orders_owner", False),
         ("orders_app", True),
         ("orders_migrator", True),
+        ("orders_writer", False),
         ("orders_reader", False),
     ]
     assert (orders.database.name, orders.database.owner) == ("orders", "orders_owner")
     assert (orders.schema.database, orders.schema.name, orders.schema.owner) == ("orders", "orders", "orders_owner")
 
 
-def test_app_user_gets_dml_only_and_its_limits(wanted):
+def test_app_user_gets_dml_only_through_the_writer_role_and_its_limits(wanted):
     orders = wanted.service("orders")
     assert orders.app.connection_limit == 20
     assert orders.app.statement_timeout_ms == 30_000
     assert orders.app.idle_in_transaction_timeout_ms == 60_000
     assert orders.app.search_path == ("orders",)
-    assert {h for h in holdings(orders) if h[0] == "orders_app"} == {
-        ("orders_app", None, "database", ("CONNECT",)),
-        ("orders_app", "orders", "schema", ("USAGE",)),
-        ("orders_app", "orders", "table", ("SELECT", "INSERT", "UPDATE", "DELETE")),
-        ("orders_app", "orders", "sequence", ("USAGE", "SELECT", "UPDATE")),
+    assert Membership(member="orders_app", role="orders_writer") in orders.memberships
+    assert {h for h in holdings(orders) if h[0] == "orders_app"} == set()
+    assert {h for h in holdings(orders) if h[0] == "orders_writer"} == {
+        ("orders_writer", None, "database", ("CONNECT",)),
+        ("orders_writer", "orders", "schema", ("USAGE",)),
+        ("orders_writer", "orders", "table", ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        ("orders_writer", "orders", "sequence", ("USAGE", "SELECT", "UPDATE")),
     }
+    assert not orders.writer.login
 
 
 def test_migrator_becomes_the_owner_and_holds_nothing_of_its_own(wanted):
@@ -90,8 +94,8 @@ def test_no_privilege_is_ever_all(wanted):
 def test_default_privileges_cover_tables_the_owner_creates_later(wanted):
     orders = wanted.service("orders")
     assert {(d.owner, d.object_type, d.grantee, d.privileges) for d in orders.default_privileges} == {
-        ("orders_owner", "table", "orders_app", ("SELECT", "INSERT", "UPDATE", "DELETE")),
-        ("orders_owner", "sequence", "orders_app", ("USAGE", "SELECT", "UPDATE")),
+        ("orders_owner", "table", "orders_writer", ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        ("orders_owner", "sequence", "orders_writer", ("USAGE", "SELECT", "UPDATE")),
         ("orders_owner", "table", "orders_reader", ("SELECT",)),
         ("orders_owner", "sequence", "orders_reader", ("SELECT",)),
     }
@@ -113,7 +117,9 @@ def test_reads_are_memberships_of_the_producers_reader_role(wanted):
 def test_every_table_has_a_single_writer(wanted):
     for grant in wanted.grants:
         if grant.object_type == ObjectType.TABLE and {"INSERT", "UPDATE", "DELETE"} & set(grant.privileges):
-            assert grant.grantee == f"{grant.database}_app"
+            assert grant.grantee == f"{grant.database}_writer"
+    writer_members = {m.member for m in wanted.memberships if m.role.endswith("_writer")}
+    assert writer_members == {f"{service.service}_app" for service in wanted.services}
 
 
 def test_database_connection_limit_makes_room_for_readers(wanted):
@@ -294,6 +300,7 @@ def test_a_retired_service_keeps_its_data_and_roles_but_nobody_logs_in(retiring)
         ("billing_owner", False),
         ("billing_app", False),
         ("billing_migrator", False),
+        ("billing_writer", False),
         ("billing_reader", False),
     ]
     assert billing.login_users == ()
@@ -315,7 +322,13 @@ def test_a_purged_service_is_wanted_nowhere(retiring):
 
 
 def test_roles_are_dropped_owner_last():
-    assert role_names("catalog") == ("catalog_app", "catalog_migrator", "catalog_reader", "catalog_owner")
+    assert role_names("catalog") == (
+        "catalog_app",
+        "catalog_migrator",
+        "catalog_writer",
+        "catalog_reader",
+        "catalog_owner",
+    )
 
 
 def test_fails_a_plan_where_a_retired_service_keeps_a_secret(retiring):

@@ -66,7 +66,7 @@ def project(server: LocalServer, tmp_path: Path) -> Iterator[Project]:
     drop_services(server, NAMES)
 
 
-ALL_ROLES = ["gamma_app", "gamma_migrator", "gamma_owner", "gamma_reader"]
+ALL_ROLES = ["gamma_app", "gamma_migrator", "gamma_owner", "gamma_reader", "gamma_writer"]
 
 
 def test_retired_keeps_the_data_and_stops_every_login(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,10 +122,10 @@ def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
         'DROP DATABASE IF EXISTS "gamma";',
         *[
             line
-            for role in ("gamma_app", "gamma_migrator", "gamma_reader", "gamma_owner")
+            for role in ("gamma_app", "gamma_migrator", "gamma_writer", "gamma_reader", "gamma_owner")
             for line in (f"-- drop role {role} of purged service gamma", f'DROP ROLE IF EXISTS "{role}";')
         ],
-        "-- 6 statements to apply",
+        "-- 7 statements to apply",
     ]
     assert project.cli("apply")[0] == 0
     assert project.exists() == (False, [])

@@ -3,7 +3,7 @@
 import pytest
 
 from servicedb.errors import DeclarationError
-from servicedb.spec import OperatorHost, Reads, Service, find_problems, validate
+from servicedb.spec import OperatorHost, Provisioner, Reads, Service, find_problems, validate
 
 from factories import environment, operator_network, reading
 
@@ -534,3 +534,59 @@ def test_rejects_a_secret_name_prefix_too_long_for_secrets_manager():
 def test_rejects_a_trailing_newline_in_environment_settings(field, value):
     [message] = messages([], [environment(**{field: value})])
     assert message.startswith(f"[test] at {field}: must look like")
+
+
+LAMBDA = {
+    "provisioner": Provisioner.LAMBDA,
+    "provisioner_subnet_ids": ("subnet-0c00000000000d001", "subnet-0c00000000000d002"),
+    "provisioner_security_group_id": "sg-0c00000000000d001",
+}
+
+
+def test_accepts_the_lambda_provisioner_with_its_subnets_and_security_group():
+    assert messages([], [environment(**LAMBDA)]) == []
+    assert messages([], [environment(**{**LAMBDA, "provisioner": "lambda"})]) == []  # as a string too
+    assert environment().provisioner == Provisioner.TERRAFORM
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"provisioner_subnet_ids": ()},
+            ["at provisioner_subnet_ids: must be a non-empty array of ids like ['subnet-0a1b2c3d4e5f67890'], got ()"],
+        ),
+        (
+            {"provisioner_subnet_ids": ("subnet-0c00000000000d001", "subnet-1", "subnet-0c00000000000d001")},
+            [
+                "at provisioner_subnet_ids[1]: must be an id like 'subnet-0a1b2c3d4e5f67890', got 'subnet-1'",
+                "at provisioner_subnet_ids: 'subnet-0c00000000000d001' is listed more than once",
+            ],
+        ),
+        (
+            {"provisioner_security_group_id": None},
+            [
+                "at provisioner_security_group_id: is required when provisioner = 'lambda': "
+                "a security group that reaches the cluster's port"
+            ],
+        ),
+        (
+            {"provisioner_security_group_id": "sg-default"},
+            ["at provisioner_security_group_id: must be an id like 'sg-0a1b2c3d4e5f67890', got 'sg-default'"],
+        ),
+        (
+            {"provisioner": "ecs"},
+            ["at provisioner: must be one of 'terraform', 'lambda', got 'ecs'"],
+        ),
+    ],
+)
+def test_rejects_a_lambda_provisioner_without_where_to_run(overrides, expected):
+    assert messages([], [environment(**{**LAMBDA, **overrides})]) == [f"[test] {message}" for message in expected]
+
+
+def test_rejects_lambda_settings_with_the_terraform_provisioner():
+    settings = {key: value for key, value in LAMBDA.items() if key != "provisioner"}
+    assert messages([], [environment(**settings)]) == [
+        f"[test] at {key}: is only used when provisioner = 'lambda'; remove it or set provisioner = 'lambda'"
+        for key in settings
+    ]

@@ -1,8 +1,9 @@
 """servicedb: per-service, isolated access to a shared Aurora PostgreSQL cluster.
 
 Declarations (`Service`, `Reads`, `Environment`, `OperatorNetwork`) and the plans import nothing
-from cdktf; the construct names (`ServiceDatabase`, `ServiceDatabases`, `OperatorAccess`, and the
-stacks) are loaded on first use, so a declaration file imports in milliseconds.
+from cdktf; the construct names (`ServiceDatabase`, `ServiceDatabases`, `OperatorAccess`,
+`LambdaProvisioner`, and the stacks) are loaded on first use, so a declaration file imports in
+milliseconds.
 
 Importing servicedb also calls `servicedb.lazy_aws.install()`, before any of its modules imports
 the AWS provider: `cdktf_cdktf_provider_aws` then loads the few submodules a stack uses instead of
@@ -13,7 +14,7 @@ from servicedb import lazy_aws
 from servicedb.errors import DeclarationError, Problem
 from servicedb.network import NetworkPlan, plan_network
 from servicedb.plan import Plan, ServicePlan, plan_service, plan_services
-from servicedb.spec import Environment, OperatorHost, OperatorNetwork, Reads, Service
+from servicedb.spec import Environment, OperatorHost, OperatorNetwork, Provisioner, Reads, Service
 
 lazy_aws.install()
 
@@ -23,6 +24,7 @@ __all__ = [
     "DatabaseUser",
     "DeclarationError",
     "Environment",
+    "LambdaProvisioner",
     "NetworkPlan",
     "OperatorAccess",
     "OperatorHost",
@@ -30,6 +32,7 @@ __all__ = [
     "OperatorNetworkStack",
     "Plan",
     "Problem",
+    "Provisioner",
     "Reads",
     "Service",
     "ServiceDatabase",
@@ -45,6 +48,7 @@ _CONSTRUCTS = {
     "DatabaseUser": "servicedb.construct",
     "ServiceDatabase": "servicedb.construct",
     "ServiceDatabases": "servicedb.construct",
+    "LambdaProvisioner": "servicedb.lambda_provisioner",
     "OperatorAccess": "servicedb.operator_access",
     "SsmOperatorHost": "servicedb.operator_access",
     "Cloud9OperatorHost": "servicedb.operator_access",

@@ -1,4 +1,6 @@
-"""Running statements on a live server, grouped by database and role, one transaction per group.
+"""Applying a plan to a live server: inspect, diff, and run what differs, grouped by database and
+role, one transaction per group. `servicedb apply` and the in-VPC provisioner function both run
+`apply_plan`, over psycopg and pg8000 respectively.
 
 Every run holds an advisory lock on the admin connection, so two runs against one cluster take
 turns instead of failing with "tuple concurrently updated": the second says it waits, and for
@@ -7,12 +9,16 @@ object makes the run fail with a clear error, naming the sessions that hold lock
 of hanging.
 """
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 
-import psycopg
-from psycopg import sql
-
+from servicedb import compose as sql
+from servicedb.diff import Changes, diff
+from servicedb.driver import LOCK_NOT_AVAILABLE, Connection, Server, failure
+from servicedb.inspect import Current, check_passwords, inspect
+from servicedb.passwords import LocalSecrets, SecretsManagerSecrets
+from servicedb.plan import Plan
 from servicedb.sql import Statement
 
 ADVISORY_LOCK_KEY = 0x5E41_CEDB
@@ -38,18 +44,19 @@ they lock; never their queries, which may hold anything."""
 
 
 class ApplyError(RuntimeError):
-    """A statement failed; the message names it (never its password) and the server's reason."""
+    """A statement failed, or the plan cannot be applied; the message says which (never a password) and why."""
 
 
 def run(
     statements: Iterable[Statement],
     *,
-    connect: Callable[[str | None], psycopg.Connection],
+    connect: Callable[[str | None], Connection],
     passwords: Mapping[str, str],
     log: Callable[[str], None] = print,
+    ran: list[Statement] | None = None,
     lock_timeout: str = LOCK_TIMEOUT,
 ) -> int:
-    """Run `statements` in order; return how many ran.
+    """Run `statements` in order; return how many ran, and append each to `ran` once it has.
 
     `connect(database)` opens an autocommit admin connection (None: the admin database). A
     group of statements for the same database and role runs in one transaction, so a failure
@@ -59,15 +66,15 @@ def run(
     statements = list(statements)
     if not statements:
         return 0
-    connections: dict[str | None, psycopg.Connection] = {}
+    connections: dict[str | None, Connection] = {}
 
-    def connection(database: str | None) -> psycopg.Connection:
+    def connection(database: str | None) -> Connection:
         if database not in connections:
             # One database at a time besides the admin's: open sessions slow down CREATE DATABASE.
             for other in [name for name in connections if name is not None]:
                 connections.pop(other).close()
             conn = connect(database)
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)).as_string())
             connections[database] = conn
         return connections[database]
 
@@ -85,28 +92,34 @@ def run(
                     for statement in group:
                         execute(conn, statement, passwords, log)
                         count += 1
+                        if ran is not None:
+                            ran.append(statement)
                     continue
                 with conn.transaction():
                     if role:
-                        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+                        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)).as_string())
                     for statement in group:
                         execute(conn, statement, passwords, log)
                         count += 1
-            except psycopg.errors.LockNotAvailable:
+            except Exception as error:
+                refused = failure(error)
+                if refused is None or refused.sqlstate != LOCK_NOT_AVAILABLE or statement is None:
+                    raise
                 # The transaction is rolled back: the connection can ask who holds locks there.
-                assert statement is not None
                 raise ApplyError(
                     f"{statement.description} ({statement.database or 'admin database'}): waited {lock_timeout} "
                     f"for a lock another session holds; {lock_holders(conn)}; retry when they are done, or "
                     "with a longer --lock-timeout"
                 ) from None
+            if ran is not None:
+                ran += group
     finally:
         for conn in connections.values():
             conn.close()
     return count
 
 
-def take_apply_lock(admin: psycopg.Connection, log: Callable[[str], None]) -> None:
+def take_apply_lock(admin: Connection, log: Callable[[str], None]) -> None:
     """Hold the advisory lock of servicedb applies; wait, without a timeout, while another run has it."""
     if admin.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone() == (True,):
         return
@@ -129,7 +142,7 @@ def take_apply_lock(admin: psycopg.Connection, log: Callable[[str], None]) -> No
         admin.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
 
 
-def lock_holders(conn: psycopg.Connection) -> str:
+def lock_holders(conn: Connection) -> str:
     """The other sessions holding locks where `conn` is, in words, without their queries."""
     sessions = [
         f"pid {pid} ({', '.join(filter(None, (user, application))) or 'another user'}) "
@@ -139,15 +152,69 @@ def lock_holders(conn: psycopg.Connection) -> str:
     return "; ".join(sessions) if sessions else "no other session holds a lock any more"
 
 
-def execute(
-    conn: psycopg.Connection, statement: Statement, passwords: Mapping[str, str], log: Callable[[str], None]
-) -> None:
+def execute(conn: Connection, statement: Statement, passwords: Mapping[str, str], log: Callable[[str], None]) -> None:
     where = statement.database or "admin database"
     log(f"-- {statement.description}\n{statement.text};")
     try:
-        conn.execute(statement.executable(passwords))
-    except psycopg.errors.LockNotAvailable:
-        raise  # `run` names who holds the locks, once the transaction is rolled back
-    except psycopg.Error as error:
-        reason = error.diag.message_primary or str(error).splitlines()[0]
-        raise ApplyError(f"{statement.description} ({where}) failed: {reason}") from None
+        conn.execute(statement.executable(passwords).as_string())
+    except Exception as error:
+        refused = failure(error)
+        if refused is None or refused.sqlstate == LOCK_NOT_AVAILABLE:
+            raise  # `run` names who holds the locks, once the transaction is rolled back
+        raise ApplyError(f"{statement.description} ({where}) failed: {refused.message}") from None
+
+
+def current_state(server: Server, plan: Plan, passwords: Mapping[str, str]) -> Current:
+    with server.connect() as conn:
+        current = inspect(conn, plan, connect=server.connect)
+    logins = {user: pw for user, pw in passwords.items() if user in current.roles and current.roles[user].login}
+    return dataclasses.replace(current, password_ok=check_passwords(server.connect_as, logins))
+
+
+def changes_for(
+    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, write_secrets: bool
+) -> tuple[Changes, dict[str, str], bool]:
+    """The statements that take the server to `plan`, the login users' passwords, and whether
+    every existing managed database could be read (the admin can enter only those it acts for)."""
+    if isinstance(store, LocalSecrets) and not write_secrets:
+        passwords = store.stored_passwords()
+    else:
+        passwords = store.passwords(plan, host=server.host, port=server.port)
+    current = current_state(server, plan, passwords)
+    complete = all(database.contents is not None for database in current.databases.values())
+    return diff(plan, current), passwords, complete
+
+
+def apply_plan(
+    server: Server,
+    plan: Plan,
+    store: LocalSecrets | SecretsManagerSecrets,
+    *,
+    out: Callable[[str], None],
+    ran: list[Statement] | None = None,
+    lock_timeout: str = LOCK_TIMEOUT,
+) -> dict[str, str]:
+    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
+
+    Each statement that ran is appended to `ran`; a statement waits `lock_timeout` for a lock.
+
+    A database the admin could not enter (created by someone else) is looked into again once the
+    admin acts as its owner, and what then differs inside it is applied too.
+    """
+    count = 0
+    for _ in range(2):
+        changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
+        if changes.problems:
+            raise ApplyError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
+        count += run(
+            changes.statements,
+            connect=server.connect,
+            passwords=passwords,
+            log=out,
+            ran=ran,
+            lock_timeout=lock_timeout,
+        )
+        if complete:
+            break
+    out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")
+    return passwords

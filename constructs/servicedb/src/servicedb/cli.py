@@ -5,6 +5,7 @@
     servicedb apply  --url URL [--services DIR] [--env ENV] [--lock-timeout 10s]
     servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
     servicedb demo   [--services DIR]
+    servicedb event  --env ENV [--services DIR] [--action apply|verify]
     servicedb record [--services DIR] [--record FILE]
 
 User errors (bad declarations, an unreachable server, a missing secret, a failed statement)
@@ -12,7 +13,7 @@ print one clear message and exit 1, without a traceback. No command prints a pas
 """
 
 import argparse
-import dataclasses
+import json
 import os
 import re
 import sys
@@ -22,16 +23,16 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from servicedb.apply import LOCK_TIMEOUT, ApplyError, run
-from servicedb.diff import Changes, diff
+from servicedb.apply import LOCK_TIMEOUT, ApplyError, apply_plan, changes_for
+from servicedb.diff import diff
 from servicedb.errors import DeclarationError
-from servicedb.inspect import Current, check_passwords, inspect
 from servicedb.load import load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
+from servicedb.provisioner import Action, event
 from servicedb.record import changes, read_record, wanted_record, write_record
 from servicedb.server import ServerError
-from servicedb.spec import Environment, Service, find_problems
+from servicedb.spec import Environment, Provisioner, Service, find_problems
 from servicedb.sql import render_script
 from servicedb.verify import FORMATS, verify
 
@@ -133,54 +134,6 @@ def password_store(args: argparse.Namespace, plan: Plan) -> LocalSecrets | Secre
     return LocalSecrets(Path(args.secrets or f".servicedb/{plan.environment.name}-secrets.json"))
 
 
-def current_state(server: Server, plan: Plan, passwords: dict[str, str]) -> Current:
-    with server.connect() as conn:
-        current = inspect(conn, plan, connect=server.connect)
-    logins = {user: pw for user, pw in passwords.items() if user in current.roles and current.roles[user].login}
-    return dataclasses.replace(current, password_ok=check_passwords(server.connect_as, logins))
-
-
-def changes_for(
-    server: Server, plan: Plan, store: LocalSecrets | SecretsManagerSecrets, *, write_secrets: bool
-) -> tuple[Changes, dict[str, str], bool]:
-    """The statements that take the server to `plan`, the login users' passwords, and whether
-    every existing managed database could be read (the admin can enter only those it acts for)."""
-    if isinstance(store, LocalSecrets) and not write_secrets:
-        passwords = store.stored_passwords()
-    else:
-        passwords = store.passwords(plan, host=server.host, port=server.port)
-    current = current_state(server, plan, passwords)
-    complete = all(database.contents is not None for database in current.databases.values())
-    return diff(plan, current), passwords, complete
-
-
-def apply_plan(
-    server: Server,
-    plan: Plan,
-    store: LocalSecrets | SecretsManagerSecrets,
-    *,
-    out: Callable[[str], None],
-    lock_timeout: str = LOCK_TIMEOUT,
-) -> dict[str, str]:
-    """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
-
-    A database the admin could not enter (created by someone else) is looked into again once the
-    admin acts as its owner, and what then differs inside it is applied too.
-    """
-    count = 0
-    for _ in range(2):
-        changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
-        if changes.problems:
-            raise UsageError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
-        count += run(
-            changes.statements, connect=server.connect, passwords=passwords, log=out, lock_timeout=lock_timeout
-        )
-        if complete:
-            break
-    out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")
-    return passwords
-
-
 def cmd_sql(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     plan = load_plan(args)
     out(render_script(diff(plan, None).statements).rstrip("\n"))
@@ -217,6 +170,20 @@ def cmd_verify(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         report = verify(conn, plan, connect=server.connect)
     out(FORMATS[args.format](report).rstrip("\n"))
     return 0 if report.ok else 1
+
+
+def cmd_event(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    if not args.env:
+        raise UsageError("--env is required: the environment whose provisioner function the event is for")
+    plan = load_plan(args)
+    if plan.environment.provisioner != Provisioner.LAMBDA:
+        raise UsageError(
+            f"--env {args.env}: its provisioner is {plan.environment.provisioner}, not lambda; "
+            f"there is no function to invoke (use servicedb {args.action} --url ... instead)"
+        )
+    # Without ARNs the function reads each login user's secret by its name, which its policy allows.
+    out(json.dumps(event(plan, secret_arns={}, action=Action(args.action))))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -314,6 +281,15 @@ def parser() -> argparse.ArgumentParser:
     verify_parser.add_argument(
         "--format", choices=sorted(FORMATS), default="text", help="output format (default: text)"
     )
+    event_parser = command(
+        "event",
+        "Print the event that makes an environment's lambda provisioner apply or verify the plan, for "
+        "`aws lambda invoke --payload fileb://...`; connects to nothing.",
+        url=False,
+    )
+    event_parser.add_argument(
+        "--action", choices=[str(action) for action in Action], default=str(Action.APPLY), help="default: apply"
+    )
     command(
         "demo",
         "Start a throwaway PostgreSQL, apply the services, print the matrix, remove it all.",
@@ -343,6 +319,7 @@ COMMANDS = {
     "apply": cmd_apply,
     "verify": cmd_verify,
     "demo": cmd_demo,
+    "event": cmd_event,
     "record": cmd_record,
 }
 

@@ -1,11 +1,16 @@
 """The cdktf adapter: one service's plan, rendered as Terraform resources.
 
+With the `terraform` provisioner (the default), the postgresql provider creates the roles, the
+database, the schema and the grants. With `lambda`, the constructs create no postgresql resource:
+the provisioner function applies those (`servicedb.lambda_provisioner`), and the passwords,
+secrets, read policies and ECS wiring are the same resources at the same addresses.
+
 Construct ids are part of the contract: a changed id is a destroyed and recreated resource, so
 they are fixed snake_case names derived from the plan (never from tokens), and a test pins the
 resulting resource addresses.
 
-What holds data, or owns what does (the database, the schema, the service's roles), has
-`prevent_destroy`: a plan that would destroy or replace it fails. Only a purged service's
+With the `terraform` provisioner, what holds data or owns what does (the database, the schema,
+the service's roles) has `prevent_destroy`: a plan that would destroy or replace it fails. Only a purged service's
 resources may go, by leaving its construct out (`Plan.purged`). `prevent_destroy` does not cover
 a resource whose block is gone from the configuration (hashicorp/terraform#17599): `servicedb.record`
 refuses a deleted declaration before synth.
@@ -29,6 +34,7 @@ from constructs import Construct
 
 from servicedb import plan as p
 from servicedb.scan import skip_check
+from servicedb.spec import Provisioner
 
 KEEP = TerraformResourceLifecycle(prevent_destroy=True)
 """The lifecycle of every resource that holds data or owns what does."""
@@ -74,6 +80,7 @@ class DatabaseUser(Construct):
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
+        provisioner: Provisioner = Provisioner.TERRAFORM,
     ) -> None:
         super().__init__(scope, id_)
         self.username = role.name
@@ -96,23 +103,25 @@ class DatabaseUser(Construct):
                 min_numeric=1,
                 provider=random_provider,
             )
-        self.role = Role(
-            self,
-            "role",
-            name=role.name,
-            login=role.login and secret is not None,
-            inherit=role.inherit,
-            password=self.password.result if self.password else None,
-            connection_limit=role.connection_limit,
-            statement_timeout=role.statement_timeout_ms,
-            idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
-            search_path=list(role.search_path) or None,
-            assume_role=assume_role.name if assume_role else None,
-            # Memberships are postgresql_grant_role resources; without this, the role would
-            # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
-            lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"], prevent_destroy=True),
-            provider=postgresql_provider,
-        )
+        self.role: Role | None = None
+        if provisioner == Provisioner.TERRAFORM:
+            self.role = Role(
+                self,
+                "role",
+                name=role.name,
+                login=role.login and secret is not None,
+                inherit=role.inherit,
+                password=self.password.result if self.password else None,
+                connection_limit=role.connection_limit,
+                statement_timeout=role.statement_timeout_ms,
+                idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
+                search_path=list(role.search_path) or None,
+                assume_role=assume_role.name if assume_role else None,
+                # Memberships are postgresql_grant_role resources; without this, the role would
+                # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
+                lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"], prevent_destroy=True),
+                provider=postgresql_provider,
+            )
         if secret is None:
             return
         self.secret = SecretsmanagerSecret(
@@ -146,8 +155,8 @@ class DatabaseUser(Construct):
 
     @property
     def name(self) -> str:
-        """The PostgreSQL user name."""
-        return self.role.name
+        """The PostgreSQL user name: the role's reference, or the plain name when no role resource is made."""
+        return self.role.name if self.role else self.username
 
     @property
     def secret_arn(self) -> str | None:
@@ -184,7 +193,8 @@ class ServiceDatabase(Construct):
 
     Takes the service's plan (`servicedb.plan.plan_service`) and the providers to use; creates
     no provider itself. `app.ecs_secrets` and `migrator.ecs_secrets` are ready for a container
-    definition's `secrets`.
+    definition's `secrets`. With `provisioner=Provisioner.LAMBDA` it creates only the users'
+    passwords, secrets and read policies: the provisioner function applies the rest.
     """
 
     def __init__(
@@ -196,18 +206,28 @@ class ServiceDatabase(Construct):
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
+        provisioner: Provisioner = Provisioner.TERRAFORM,
     ) -> None:
         super().__init__(scope, id_)
         self.plan = plan
+        self.provisioner = provisioner
         self._postgresql_provider = postgresql_provider
         self._readers: Construct | None = None
 
-        self.owner_role = Role(
-            self, "owner_role", name=plan.owner.name, login=False, lifecycle=KEEP, provider=postgresql_provider
-        )
-        self.reader_role = Role(
-            self, "reader_role", name=plan.reader.name, login=False, lifecycle=KEEP, provider=postgresql_provider
-        )
+        in_terraform = provisioner == Provisioner.TERRAFORM
+        self.owner_role: Role | None = None
+        self.writer_role: Role | None = None
+        self.reader_role: Role | None = None
+        if in_terraform:
+            self.owner_role = Role(
+                self, "owner_role", name=plan.owner.name, login=False, lifecycle=KEEP, provider=postgresql_provider
+            )
+            self.writer_role = Role(
+                self, "writer_role", name=plan.writer.name, login=False, lifecycle=KEEP, provider=postgresql_provider
+            )
+            self.reader_role = Role(
+                self, "reader_role", name=plan.reader.name, login=False, lifecycle=KEEP, provider=postgresql_provider
+            )
         users = {}
         for role, assume_role in ((plan.app, None), (plan.migrator, self.owner_role)):
             users[role.name] = DatabaseUser(
@@ -219,11 +239,17 @@ class ServiceDatabase(Construct):
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
                 random_provider=random_provider,
+                provisioner=provisioner,
             )
         self.app: DatabaseUser = users[plan.app.name]
         self.migrator: DatabaseUser = users[plan.migrator.name]
+        self.database: Database | None = None
+        self.schema: Schema | None = None
+        if not in_terraform:
+            return  # the provisioner function applies the roles, the database and what is inside
         roles: dict[str, str] = {
             plan.owner.name: self.owner_role.name,
+            plan.writer.name: self.writer_role.name,
             plan.reader.name: self.reader_role.name,
             **{name: user.name for name, user in users.items()},
             p.PUBLIC: p.PUBLIC,
@@ -317,11 +343,11 @@ class ServiceDatabase(Construct):
 
     @property
     def database_name(self) -> str:
-        return self.database.name
+        return self.database.name if self.database else self.plan.database.name
 
     @property
     def schema_name(self) -> str:
-        return self.schema.name
+        return self.schema.name if self.schema else self.plan.schema.name
 
     @property
     def secret_arn(self) -> str | None:
@@ -335,6 +361,11 @@ class ServiceDatabase(Construct):
 
     def grant_read(self, consumer: "ServiceDatabase") -> GrantRole:
         """Let `consumer`'s app user read this service's tables: membership of the reader role."""
+        if self.reader_role is None:
+            raise ValueError(
+                f"{self.plan.service}: with the lambda provisioner, reads are applied by the provisioner "
+                f"function; declare Reads(service={self.plan.service!r}) on {consumer.plan.service} instead"
+            )
         if self._readers is None:
             self._readers = Construct(self, "readers")
         return GrantRole(
@@ -353,7 +384,10 @@ def grant_id(grant: p.Grant, grantee: str) -> str:
 
 
 class ServiceDatabases(Construct):
-    """Every service of a plan, with the cross-service reads between them."""
+    """Every service of a plan, with the cross-service reads between them.
+
+    The plan's environment says which provisioner applies the PostgreSQL side.
+    """
 
     def __init__(
         self,
@@ -374,9 +408,24 @@ class ServiceDatabases(Construct):
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
                 random_provider=random_provider,
+                provisioner=plan.environment.provisioner,
             )
             for service in plan.services
         }
         by_reader = {s.plan.reader.name: s for s in self.services.values()}
         by_app = {s.plan.app.name: s for s in self.services.values()}
-        self.reads: Sequence[GrantRole] = [by_reader[read.role].grant_read(by_app[read.member]) for read in plan.reads]
+        self.reads: Sequence[GrantRole] = (
+            [by_reader[read.role].grant_read(by_app[read.member]) for read in plan.reads]
+            if plan.environment.provisioner == Provisioner.TERRAFORM
+            else []
+        )
+
+    @property
+    def users(self) -> list[DatabaseUser]:
+        """Every login user, each service's app user then its migrator; a retired service has none."""
+        return [
+            user
+            for service in self.services.values()
+            for user in (service.app, service.migrator)
+            if user.secret is not None
+        ]

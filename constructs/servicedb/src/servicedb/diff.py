@@ -15,8 +15,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from psycopg import sql
-
+from servicedb import compose as sql
 from servicedb.inspect import MANAGED_SETTINGS, Contents, Current, DatabaseState
 from servicedb.plan import (
     PUBLIC,
@@ -52,12 +51,15 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     statements: list[Statement] = []
     problems: list[str] = []
     managed = {role.name for service in wanted.services for role in service.roles}
+    users = (RoleKind.APP, RoleKind.MIGRATOR)  # login users, or NOLOGIN once their service is retired
     for service in wanted.services:
-        statements += role_changes(service.owner, current)
-        statements += role_changes(service.reader, current)
+        for role in service.roles:
+            if role.kind not in users:
+                statements += role_changes(role, current)
     for service in wanted.services:
-        for user in (service.app, service.migrator):  # login users, or NOLOGIN once retired
-            statements += role_changes(user, current)
+        for role in service.roles:
+            if role.kind in users:
+                statements += role_changes(role, current)
     statements += membership_changes(wanted, current, managed)
     for service in wanted.services:
         database = current.databases.get(service.database.name) if current else None

@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import psycopg
-
+from servicedb.driver import INVALID_PASSWORD, Connection, failure
 from servicedb.plan import ObjectType, Plan, RoleKind, role_name
 from servicedb.plan import role_names as plan_role_names
 
@@ -118,10 +117,10 @@ def acl_rows(rows: list[tuple[str, str | None]]) -> Acl:
 
 
 def inspect(
-    conn: psycopg.Connection,
+    conn: Connection,
     wanted: Plan,
     *,
-    connect: Callable[[str], psycopg.Connection],
+    connect: Callable[[str], Connection],
 ) -> Current:
     """Read the current state of everything `wanted` manages.
 
@@ -215,7 +214,7 @@ def inspect(
     )
 
 
-def inspect_contents(conn: psycopg.Connection) -> Contents:
+def inspect_contents(conn: Connection) -> Contents:
     """Schemas, tables, sequences, default privileges and extensions of the connected database."""
     schemas: dict[str, tuple[str, list[tuple[str, str | None]]]] = {}
     for schema, owner, grantee, privilege in conn.execute(
@@ -270,9 +269,7 @@ def inspect_contents(conn: psycopg.Connection) -> Contents:
     )
 
 
-def check_passwords(
-    connect_as: Callable[[str, str], psycopg.Connection], passwords: Mapping[str, str]
-) -> dict[str, bool]:
+def check_passwords(connect_as: Callable[[str, str], Connection], passwords: Mapping[str, str]) -> dict[str, bool]:
     """Whether each user logs in with its password: False only when the server rejects it.
 
     `connect_as(user, password)` opens a connection. Any refusal after authentication (no
@@ -282,10 +279,11 @@ def check_passwords(
     def logs_in(user: str) -> bool:
         try:
             connect_as(user, passwords[user]).close()
-        except psycopg.OperationalError as error:
-            return getattr(error, "sqlstate", None) != "28P01" and "password authentication failed" not in str(error)
-        except psycopg.Error:
-            return True
+        except Exception as error:
+            refused = failure(error)
+            if refused is None:
+                raise
+            return refused.sqlstate != INVALID_PASSWORD and "password authentication failed" not in str(error)
         return True
 
     users = list(passwords)

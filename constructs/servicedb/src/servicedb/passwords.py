@@ -95,15 +95,17 @@ class LocalSecrets:
 class SecretsManagerSecrets:
     """The secrets the Terraform stack created, read from AWS Secrets Manager."""
 
-    def __init__(self, client: object) -> None:
+    def __init__(self, client: object, *, secret_ids: Mapping[str, str] | None = None) -> None:
         self.client = client
+        self.secret_ids = dict(secret_ids or {})
+        """User name to the id (ARN) its secret is read by. @default - the secret's name."""
 
     def passwords(self, plan: Plan, **_: object) -> dict[str, str]:
         result, missing = {}, []
         for service in plan.services:
             for secret in service.secrets:
                 try:
-                    value = self.client.get_secret_value(SecretId=secret.name)
+                    value = self.client.get_secret_value(SecretId=self.secret_ids.get(secret.username, secret.name))
                 except self.client.exceptions.ResourceNotFoundException:
                     missing.append(secret.name)
                     continue
@@ -120,3 +122,19 @@ class SecretsManagerSecrets:
                 f"deploy the database-access stack first (it creates them)"
             )
         return result
+
+
+def master_credentials(client: object, secret_id: str) -> tuple[str, str]:
+    """The cluster admin's user name and password, from its secret (`username`, `password`), as
+    RDS writes the master user's secret."""
+    try:
+        value = client.get_secret_value(SecretId=secret_id)
+    except client.exceptions.ResourceNotFoundException:
+        raise SecretsError(
+            f"master secret {secret_id} does not exist; check the environment's master_secret_arn"
+        ) from None
+    try:
+        document = json.loads(value["SecretString"])
+        return document["username"], document["password"]
+    except (KeyError, TypeError, ValueError):
+        raise SecretsError(f"master secret {secret_id}: no 'username' and 'password' in its JSON") from None

@@ -42,9 +42,11 @@ class RoleKind(StrEnum):
     OWNER = "owner"
     """NOLOGIN; owns the database, the schema and every table in it. The DDL role."""
     APP = "app"
-    """LOGIN; reads and writes the service's tables (DML only)."""
+    """LOGIN; reads and writes the service's tables (DML only), as a member of the writer role."""
     MIGRATOR = "migrator"
     """LOGIN, NOINHERIT; becomes the owner at login, so everything it creates is the owner's."""
+    WRITER = "writer"
+    """NOLOGIN; DML on the service's tables and sequences, granted to the service's own app user."""
     READER = "reader"
     """NOLOGIN; SELECT on the service's tables, granted to other services' app users."""
 
@@ -131,6 +133,32 @@ class Extension:
     name: str
 
 
+def secret_read_statements(
+    secret_arns: list[str], *, kms_key_arn: str | None, region: str, sid: str = "DatabaseSecret"
+) -> list[dict[str, object]]:
+    """IAM statements: `secretsmanager:GetSecretValue` on exactly `secret_arns`, and `kms:Decrypt`
+    on the customer key, when there is one, only as Secrets Manager asks for it (`kms:ViaService`)."""
+    statements: list[dict[str, object]] = [
+        {
+            "Sid": f"Read{sid}",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": secret_arns,
+        }
+    ]
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": f"Decrypt{sid}",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": [kms_key_arn],
+                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+            }
+        )
+    return statements
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Secret:
     """A Secrets Manager secret in the RDS JSON shape; its password is generated at deploy."""
@@ -154,24 +182,7 @@ class Secret:
         `secretsmanager:GetSecretValue` on exactly this secret, and `kms:Decrypt` on the customer
         key only when Secrets Manager asks for it (`kms:ViaService`). No wildcard resource.
         """
-        statements: list[dict[str, object]] = [
-            {
-                "Sid": "ReadDatabaseSecret",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [secret_arn],
-            }
-        ]
-        if self.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "DecryptDatabaseSecret",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt"],
-                    "Resource": [self.kms_key_arn],
-                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}},
-                }
-            )
+        statements = secret_read_statements([secret_arn], kms_key_arn=self.kms_key_arn, region=self.region)
         return {"Version": "2012-10-17", "Statement": statements}
 
     @property
@@ -195,6 +206,7 @@ class ServicePlan:
     owner: Role
     app: Role
     migrator: Role
+    writer: Role
     reader: Role
     grants: tuple[Grant, ...]
     default_privileges: tuple[DefaultPrivilege, ...]
@@ -207,7 +219,7 @@ class ServicePlan:
 
     @property
     def roles(self) -> tuple[Role, ...]:
-        return (self.owner, self.app, self.migrator, self.reader)
+        return (self.owner, self.app, self.migrator, self.writer, self.reader)
 
     @property
     def login_users(self) -> tuple[Role, ...]:
@@ -297,6 +309,7 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
         search_path=(name,),
         assume_role=owner.name,
     )
+    writer = Role(name=role_name(name, RoleKind.WRITER), kind=RoleKind.WRITER, login=False)
     reader = Role(name=role_name(name, RoleKind.READER), kind=RoleKind.READER, login=False)
 
     consumer_connections = sum(consumer.connection_limit for consumer in consumers)
@@ -337,20 +350,20 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
         on_database(PUBLIC),
         # REVOKE CREATE ON SCHEMA public FROM PUBLIC (PostgreSQL < 15 grants it by default).
         on_schema(PUBLIC, PUBLIC, "USAGE"),
-        on_database(app.name, "CONNECT"),
         on_database(migrator.name, "CONNECT"),
+        on_database(writer.name, "CONNECT"),
         on_database(reader.name, "CONNECT"),
-        on_schema(name, app.name, "USAGE"),
         on_schema(name, migrator.name, "USAGE"),
+        on_schema(name, writer.name, "USAGE"),
         on_schema(name, reader.name, "USAGE"),
-        on_all(ObjectType.TABLE, app.name, TABLE_DML),
-        on_all(ObjectType.SEQUENCE, app.name, SEQUENCE_DML),
+        on_all(ObjectType.TABLE, writer.name, TABLE_DML),
+        on_all(ObjectType.SEQUENCE, writer.name, SEQUENCE_DML),
         on_all(ObjectType.TABLE, reader.name, ("SELECT",)),
         on_all(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
     )
     default_privileges = (
-        later(ObjectType.TABLE, app.name, TABLE_DML),
-        later(ObjectType.SEQUENCE, app.name, SEQUENCE_DML),
+        later(ObjectType.TABLE, writer.name, TABLE_DML),
+        later(ObjectType.SEQUENCE, writer.name, SEQUENCE_DML),
         later(ObjectType.TABLE, reader.name, ("SELECT",)),
         later(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
     )
@@ -377,10 +390,14 @@ def wanted_service(service: Service, environment: Environment, *, consumers: Ite
         owner=owner,
         app=app,
         migrator=migrator,
+        writer=writer,
         reader=reader,
         grants=grants,
         default_privileges=default_privileges,
-        memberships=(Membership(member=migrator.name, role=owner.name),),
+        memberships=(
+            Membership(member=migrator.name, role=owner.name),
+            Membership(member=app.name, role=writer.name),
+        ),
         extensions=tuple(Extension(database=name, schema=name, name=e) for e in service.extensions),
         secrets=()
         if service.retired

@@ -97,7 +97,10 @@ def available_binaries() -> list[Binaries]:
 
 
 def scratch_directory() -> str | None:
-    """Memory-backed `/dev/shm` where the machine has it (a throwaway server needs no disk), else the temp dir."""
+    """Where throwaway servers keep their data: `$SERVICEDB_SCRATCH` when set, else memory-backed
+    `/dev/shm` where the machine has it (a throwaway server needs no disk), else the temp dir."""
+    if chosen := os.environ.get("SERVICEDB_SCRATCH"):
+        return chosen
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 

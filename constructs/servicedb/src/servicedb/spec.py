@@ -74,12 +74,13 @@ class Service:
     """One ECS service and the database access it gets.
 
     Per service: a database and a schema named after it, a NOLOGIN owner role that owns them
-    (DDL), an app user (DML only), a migrator user (runs as the owner), a NOLOGIN reader role
-    for services that declare `Reads` of this one, and one Secrets Manager secret per login user.
+    (DDL), an app user (DML only, through a NOLOGIN writer role), a migrator user (runs as the
+    owner), a NOLOGIN reader role for services that declare `Reads` of this one, and one Secrets
+    Manager secret per login user.
     """
 
     name: str
-    """Service, database and schema name; role names add `_owner`, `_app`, `_migrator`, `_reader`."""
+    """Service, database and schema name; role names add `_owner`, `_app`, `_migrator`, `_writer`, `_reader`."""
 
     reads: tuple[Reads, ...] = ()
     """Other services whose schema this service's app user may read. @default - none."""
@@ -144,6 +145,15 @@ class OperatorHost(StrEnum):
     """An AWS Cloud9 EC2 environment reached through Session Manager (no inbound ports)."""
     SSM = "ssm"
     """A small EC2 instance managed by Systems Manager, reached through Session Manager; no inbound ports."""
+
+
+class Provisioner(StrEnum):
+    """What applies the plan's roles, databases and grants to the cluster."""
+
+    TERRAFORM = "terraform"
+    """Terraform's postgresql provider, from a host that reaches the cluster (the operator host)."""
+    LAMBDA = "lambda"
+    """A Lambda function in the database subnets, which Terraform invokes with the plan."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -288,6 +298,18 @@ class Environment:
 
     network: OperatorNetwork | None = None
     """The peered operator VPC, for the `<name>-operator-network` stack. @default - no such stack."""
+
+    provisioner: Provisioner = Provisioner.TERRAFORM
+    """What applies roles, databases and grants: `terraform` (the postgresql provider, run where
+    the cluster is reachable) or `lambda` (a function in the database subnets). @default - `terraform`."""
+
+    provisioner_subnet_ids: tuple[str, ...] = ()
+    """Subnets the `lambda` provisioner runs in: the cluster's. Required with `provisioner = "lambda"`;
+    they need a way to Secrets Manager (an interface endpoint or a NAT gateway). @default - none."""
+
+    provisioner_security_group_id: str | None = None
+    """Security group of the `lambda` provisioner, allowed to reach the cluster's port and Secrets
+    Manager (HTTPS). Required with `provisioner = "lambda"`. @default - none."""
 
     @property
     def stack_name(self) -> str:
@@ -519,6 +541,28 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
             f"may use only {{env}} and {{service}}, got {environment.execution_role_format!r} ({why}); "
             "write it like '{env}-{service}-execution'",
         )
+    if environment.provisioner not in list(Provisioner):
+        allowed = ", ".join(repr(str(provisioner)) for provisioner in Provisioner)
+        add("provisioner", f"must be one of {allowed}, got {environment.provisioner!r}")
+    elif environment.provisioner == Provisioner.LAMBDA:
+        for at, message in id_list_problems(
+            "provisioner_subnet_ids", environment.provisioner_subnet_ids, SUBNET_ID_PATTERN
+        ):
+            add(at, message)
+        if environment.provisioner_security_group_id is None:
+            add(
+                "provisioner_security_group_id",
+                "is required when provisioner = 'lambda': a security group that reaches the cluster's port",
+            )
+        else:
+            add(
+                "provisioner_security_group_id",
+                id_problem(environment.provisioner_security_group_id, SECURITY_GROUP_ID_PATTERN),
+            )
+    else:
+        for at in ("provisioner_subnet_ids", "provisioner_security_group_id"):
+            if getattr(environment, at) not in ((), None):
+                add(at, "is only used when provisioner = 'lambda'; remove it or set provisioner = 'lambda'")
     if isinstance(environment.network, OperatorNetwork):
         problems += network_problems(environment, source=source)
     elif environment.network is not None:
@@ -566,6 +610,25 @@ EXAMPLE_IDS = {
 }
 
 
+def id_problem(value: object, pattern: re.Pattern[str]) -> str | None:
+    """Why `value` is not an id of `pattern`'s kind, or None."""
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return None
+    return f"must be an id like {EXAMPLE_IDS[pattern]!r}, got {value!r}"
+
+
+def id_list_problems(at: str, values: object, pattern: re.Pattern[str]) -> list[tuple[str, str]]:
+    """(where, what) of each problem of `values`, a non-empty array of ids of `pattern`'s kind."""
+    if not (isinstance(values, tuple) and values):
+        return [(at, f"must be a non-empty array of ids like [{EXAMPLE_IDS[pattern]!r}], got {values!r}")]
+    problems = [(f"{at}[{index}]", id_problem(value, pattern)) for index, value in enumerate(values)]
+    problems += [
+        (at, f"{value!r} is listed more than once")
+        for value in sorted({v for v in values if isinstance(v, str) and values.count(v) > 1})
+    ]
+    return [(where, message) for where, message in problems if message]
+
+
 def network_problems(environment: Environment, *, source: str) -> list[Problem]:
     """Problems of an environment's `[<env>.network]` table; each `at` starts with `network.`."""
     network = environment.network
@@ -579,18 +642,11 @@ def network_problems(environment: Environment, *, source: str) -> list[Problem]:
             )
 
     def check_id(at: str, value: object, pattern: re.Pattern[str]) -> None:
-        if not (isinstance(value, str) and pattern.fullmatch(value)):
-            add(at, f"must be an id like {EXAMPLE_IDS[pattern]!r}, got {value!r}")
+        add(at, id_problem(value, pattern))
 
     def check_ids(at: str, pattern: re.Pattern[str]) -> None:
-        values = getattr(network, at)
-        if not (isinstance(values, tuple) and values):
-            add(at, f"must be a non-empty array of ids like [{EXAMPLE_IDS[pattern]!r}], got {values!r}")
-            return
-        for index, value in enumerate(values):
-            check_id(f"{at}[{index}]", value, pattern)
-        for value in sorted({v for v in values if isinstance(v, str) and values.count(v) > 1}):
-            add(at, f"{value!r} is listed more than once")
+        for where, message in id_list_problems(at, getattr(network, at), pattern):
+            add(where, message)
 
     def check_cidr(at: str, value: object) -> ipaddress.IPv4Network | None:
         cidr, message = parse_cidr(value)

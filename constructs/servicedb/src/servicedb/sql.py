@@ -1,9 +1,10 @@
 """SQL statements: each a description, the SQL, and where it runs; rendered or executed.
 
-Identifiers and literals go through `psycopg.sql`. A password is never part of a printed
-statement: the SQL holds a `Password` placeholder, printed as a psql variable
-(`:'password_orders_app'`) and replaced only at execution by a SCRAM-SHA-256 verifier computed
-here, so neither the password nor the statement that sets it reaches the server's log in clear.
+Identifiers and literals go through `servicedb.compose`, which quotes them as `psycopg.sql` does,
+with no driver. A password is never part of a printed statement: the SQL holds a `Password`
+placeholder, printed as a psql variable (`:'password_orders_app'`) and replaced only at execution
+by a SCRAM-SHA-256 verifier computed here, so neither the password nor the statement that sets it
+reaches the server's log in clear.
 """
 
 import base64
@@ -13,8 +14,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from psycopg import sql
-
+from servicedb import compose as sql
 from servicedb.plan import ObjectType
 
 PRIVILEGES = {
@@ -33,15 +33,14 @@ class Password(sql.Composable):
     """Where a login user's password goes; printed as a psql variable, never as the password."""
 
     def __init__(self, username: str) -> None:
-        super().__init__(username)
         self.username = username
 
     @property
     def variable(self) -> str:
         return f"password_{self.username}"
 
-    def as_bytes(self, context: object = None) -> bytes:
-        return f":'{self.variable}'".encode()
+    def as_string(self, context: object = None) -> str:
+        return f":'{self.variable}'"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

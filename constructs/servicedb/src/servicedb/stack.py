@@ -2,7 +2,8 @@
 
 `<env>-operator-network` is applied first, from anywhere with AWS credentials: it opens the path
 from the operator VPC to the cluster. `<env>-database-access` is applied from the operator host,
-because its postgresql provider must reach the cluster at plan and apply time.
+because its postgresql provider must reach the cluster at plan and apply time; with the `lambda`
+provisioner it has no postgresql provider, and is applied from anywhere with AWS credentials.
 """
 
 from cdktf import Fn, S3Backend, TerraformOutput, TerraformStack, TerraformVariable
@@ -13,10 +14,11 @@ from cdktf_cdktf_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from servicedb.construct import ServiceDatabases
+from servicedb.lambda_provisioner import LambdaProvisioner
 from servicedb.network import NetworkPlan
 from servicedb.operator_access import Cloud9OperatorHost, OperatorAccess, SsmOperatorHost
 from servicedb.plan import Plan
-from servicedb.spec import Environment
+from servicedb.spec import Environment, Provisioner
 
 
 def use_state_bucket(stack: TerraformStack, environment: Environment, name: str) -> None:
@@ -56,6 +58,9 @@ class DatabaseAccessStack(TerraformStack):
     The postgresql provider connects to the Terraform variables `postgresql_host` and
     `postgresql_port`, which default to the cluster's endpoint and port; a port forward from a
     laptop sets them (`TF_VAR_postgresql_host=localhost`). The secrets always carry the endpoint.
+
+    With the `lambda` provisioner there is no postgresql provider: the stack has the same secrets,
+    and a function in the database subnets applies the rest (`LambdaProvisioner`).
     """
 
     def __init__(self, scope: Construct, *, plan: Plan) -> None:
@@ -65,6 +70,11 @@ class DatabaseAccessStack(TerraformStack):
 
         aws = environment_provider(self, environment)
         random = RandomProvider(self, "random")
+        if environment.provisioner == Provisioner.LAMBDA:
+            self.services = ServiceDatabases(self, "services", plan=plan, aws_provider=aws, random_provider=random)
+            self.output_secret_arns()
+            self.provisioner = self.lambda_provisioner(plan, aws)
+            return
 
         host = TerraformVariable(
             self,
@@ -106,17 +116,31 @@ class DatabaseAccessStack(TerraformStack):
             aws_provider=aws,
             random_provider=random,
         )
+        self.output_secret_arns()
+
+    def output_secret_arns(self) -> None:
         TerraformOutput(
             self,
             "secret_arns",
             description="Secrets Manager ARN of each login user's secret, by user name",
-            value={
-                user.username: user.secret_arn
-                for service in self.services.services.values()
-                for user in (service.app, service.migrator)
-                if user.secret_arn is not None
-            },
+            value={user.username: user.secret_arn for user in self.services.users},
         )
+
+    def lambda_provisioner(self, plan: Plan, aws: AwsProvider) -> LambdaProvisioner:
+        provisioner = LambdaProvisioner(self, "provisioner", plan=plan, users=self.services.users, aws_provider=aws)
+        TerraformOutput(
+            self,
+            "provisioner_function_name",
+            description="The function that applies the plan; invoke it with `servicedb event` for verify",
+            value=provisioner.function_name,
+        )
+        TerraformOutput(
+            self,
+            "provisioner_result",
+            description="What the function's last run did: statements run and the drift it found (JSON)",
+            value=provisioner.result,
+        )
+        return provisioner
 
 
 class OperatorNetworkStack(TerraformStack):

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import IntEnum
 
-import psycopg
-
 from servicedb.diff import diff
+from servicedb.driver import Connection
 from servicedb.inspect import USER_SCHEMAS, inspect
 from servicedb.plan import Plan, RoleKind
 
@@ -117,7 +116,7 @@ SCHEMA_ACCESS = f"""
 WITH users AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY(%(users)s)),
 schemas AS (SELECT n.oid, n.nspname, n.nspowner FROM pg_namespace n WHERE {USER_SCHEMAS}),
 relations AS (
-    SELECT c.oid, c.relkind, s.oid AS nsp, format('%%I.%%I', s.nspname, c.relname) AS name
+    SELECT c.oid, c.relkind, s.oid AS nsp, quote_ident(s.nspname) || '.' || quote_ident(c.relname) AS name
     FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
 ),
@@ -157,7 +156,7 @@ FROM users u
 """
 
 
-def verify(conn: psycopg.Connection, wanted: Plan, *, connect: Callable[[str], psycopg.Connection]) -> Report:
+def verify(conn: Connection, wanted: Plan, *, connect: Callable[[str], Connection]) -> Report:
     """Compute the matrix on the live server and compare it, and its state, with `wanted`."""
     expected = expected_levels(wanted)
     managed_roles = [role.name for service in wanted.services for role in service.roles]
