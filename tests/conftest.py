@@ -149,6 +149,19 @@ class SecretScan:
 SCAN = SecretScan()
 
 
+def recording(generate: Callable[[int], str]) -> Callable[[int], str]:
+    def generating(length: int) -> str:
+        password = generate(length)
+        SCAN.passwords.append(password)
+        return password
+
+    return generating
+
+
+# Before any test module imports it: `from servicedb.passwords import generate_password` gets this one.
+passwords.generate_password = recording(passwords.generate_password)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for name, text in (
         ("stdout", report.capstdout),
@@ -162,13 +175,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def secret_scan() -> Iterator[SecretScan]:
-    """Record generated passwords, CLI output and server logs for the whole session."""
-    generate, start, stop = passwords.generate_password, LocalServer.start, LocalServer.stop
-
-    def generating(length: int) -> str:
-        password = generate(length)
-        SCAN.passwords.append(password)
-        return password
+    """Record CLI output and server logs for the whole session (generated passwords: see above)."""
+    start, stop = LocalServer.start, LocalServer.stop
 
     def starting(self: LocalServer) -> LocalServer:
         SCAN.running.append(start(self))
@@ -192,7 +200,6 @@ def secret_scan() -> Iterator[SecretScan]:
         return run
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(passwords, "generate_password", generating)
         patch.setattr(LocalServer, "start", starting)
         patch.setattr(LocalServer, "stop", stopping)
         for name, command in cli.COMMANDS.items():
