@@ -35,7 +35,7 @@ from servicedb.provisioner import (
 from servicedb.server import ADMIN, LocalServer
 from servicedb.spec import Service
 
-from factories import environment as test_environment
+from factories import environment as valid_environment
 
 SERVICES = Path(__file__).parent / "services"
 OWN_TABLE = "items"
@@ -87,7 +87,7 @@ def test_a_plan_with_retired_and_purged_services_reads_back_as_it_was_written() 
         Service(name="billing", retired=True),
         Service(name="catalog", retired=True, purge=True),
     ]
-    plan = plan_services(services, test_environment())
+    plan = plan_services(services, valid_environment())
     assert (plan.service("billing").retired, plan.purged) == (True, ("catalog",))
     assert plan_from_json(Plan, json.loads(json.dumps(plan_to_json(plan)))) == plan
 
