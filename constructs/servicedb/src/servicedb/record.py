@@ -30,7 +30,6 @@ HEADER = """\
 # here as active or retired whose declaration is gone: Terraform would destroy its database.
 """
 
-
 SUBJECT = "record of deployed services"
 
 
@@ -60,7 +59,8 @@ def read_record(path: Path) -> tuple[dict[str, State] | None, list[Problem]]:
     except FileNotFoundError:
         return None, []
     except tomllib.TOMLDecodeError as error:
-        return None, [problem("", f"is not valid TOML: {error}; run `servicedb record` to write it again")]
+        # What was deployed is unknown until it reads again: `servicedb record` refuses too.
+        return None, [problem("", f"is not valid TOML: {error}; restore it from version control")]
 
     problems = [problem(key, "unknown table; the record has only [services]") for key in document if key != "services"]
     table = document.get("services", {})
