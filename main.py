@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """`cdktf synth` runs this: one `<env>-database-access` stack per environment in environments.toml,
 with every service declared in services/, and an `<env>-operator-network` stack for each
-environment with a `[<env>.network]` table.
+environment with a `[<env>.network]` table. A service recorded in deployed.toml whose declaration
+is gone stops it: Terraform would destroy its database (see `servicedb record`).
 
 jsii runs on the Node.js 22 that `npm ci` installs in node_modules/.bin, even when the cdktf CLI
 was started with an older `node` (set JSII_NODE to choose another). On it, cdktf's TerraformOutput

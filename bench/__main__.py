@@ -181,7 +181,7 @@ def measure_cli(bench: Bench) -> None:
     """`cdktf synth` of this repository (what `make synth` runs), with either app."""
     project = bench.workdir / "repository"
     project.mkdir()
-    for name in ("main.py", "environments.toml"):
+    for name in ("main.py", "environments.toml", "deployed.toml"):
         shutil.copy(ROOT / name, project / name)
     shutil.copytree(ROOT / "services", project / "services")
     (project / "plain_main.py").write_text(PLAIN_MAIN)

@@ -9,6 +9,11 @@ One synth per stack and way of synthesizing: in this process (`synthesized`), by
 (`cli_synth`) and after the plain import (`plain_import_synth`). The two subprocesses start as soon
 as collection shows a test needs them, and the tests that need them run last: the others run
 meanwhile.
+
+`secret_scan` collects, from the first test on, every password servicedb generates, every line
+the CLI writes, the captured output and logs of every test, and every PostgreSQL server's log
+(the session's servers log every statement); `tests/test_secrets.py`, which runs last, looks for
+the passwords in all of it.
 """
 
 import json
@@ -16,11 +21,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from servicedb import cli, passwords
 from servicedb.app import build_app
 from servicedb.load import Declarations, load_declarations
 from servicedb.server import LocalServer, available_binaries
@@ -54,9 +61,16 @@ def start_synths() -> dict[str, Run]:
     return runs
 
 
+LAST = "test_secrets.py"
+"""Its tests scan what every other test left: they run after all of them."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that wait for a subprocess synth run last, so the others run while it works."""
-    items.sort(key=lambda item: bool(SUBPROCESS_SYNTHS & set(getattr(item, "fixturenames", ()))))
+    """Tests that wait for a subprocess synth run last, so the others run while it works; the
+    secrets scan after them."""
+    items.sort(
+        key=lambda item: (item.path.name == LAST, bool(SUBPROCESS_SYNTHS & set(getattr(item, "fixturenames", ()))))
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -110,6 +124,84 @@ SERVERS = available_binaries()
 
 @pytest.fixture(scope="session", params=SERVERS, ids=[f"pg{b.major}" for b in SERVERS])
 def server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
-    """A real PostgreSQL per major version the machine can start: the embedded one (16), and any installed."""
-    with LocalServer(request.param) as started:
+    """A real PostgreSQL per major version the machine can start: the embedded one (16), and any
+    installed. It logs every statement, for the secrets scan."""
+    with LocalServer(request.param, settings={"log_statement": "all"}) as started:
         yield started
+
+
+@dataclass
+class SecretScan:
+    """What the secrets scan looks through, and what it looks for."""
+
+    passwords: list[str] = field(default_factory=list)
+    """Every password servicedb generated in this session."""
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    """(where, text): CLI output, captured test output and logs, logs of stopped servers."""
+    running: list[LocalServer] = field(default_factory=list)
+
+    def texts(self) -> list[tuple[str, str]]:
+        """Everything so far, with the logs of the servers still running."""
+        logs = [(f"log of the server on port {s.port}", s.log.read_text()) for s in self.running if s.log.exists()]
+        return self.outputs + logs
+
+
+SCAN = SecretScan()
+
+
+def recording(generate: Callable[[int], str]) -> Callable[[int], str]:
+    def generating(length: int) -> str:
+        password = generate(length)
+        SCAN.passwords.append(password)
+        return password
+
+    return generating
+
+
+# Before any test module imports it: `from servicedb.passwords import generate_password` gets this one.
+passwords.generate_password = recording(passwords.generate_password)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, text in (
+        ("stdout", report.capstdout),
+        ("stderr", report.capstderr),
+        ("log", report.caplog),
+        ("failure", report.longreprtext),
+    ):
+        if text:
+            SCAN.outputs.append((f"{report.nodeid} ({report.when}, {name})", text))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_scan() -> Iterator[SecretScan]:
+    """Record CLI output and server logs for the whole session (generated passwords: see above)."""
+    start, stop = LocalServer.start, LocalServer.stop
+
+    def starting(self: LocalServer) -> LocalServer:
+        SCAN.running.append(start(self))
+        return self
+
+    def stopping(self: LocalServer) -> None:
+        if self in SCAN.running:
+            SCAN.running.remove(self)
+            if self.log.exists():
+                SCAN.outputs.append((f"log of the server on port {self.port}", self.log.read_text()))
+        stop(self)
+
+    def teeing(command: Callable[..., int]) -> Callable[..., int]:
+        def run(args: object, out: Callable[[str], None]) -> int:
+            def tee(line: str) -> None:
+                SCAN.outputs.append((f"servicedb {getattr(args, 'command', '')}", line))
+                out(line)
+
+            return command(args, tee)
+
+        return run
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalServer, "start", starting)
+        patch.setattr(LocalServer, "stop", stopping)
+        for name, command in cli.COMMANDS.items():
+            patch.setitem(cli.COMMANDS, name, teeing(command))
+        yield SCAN

@@ -1,5 +1,7 @@
-"""Valid declarations to build test cases from, each with the fields a test changes."""
+"""Valid declarations to build test cases from, each with the fields a test changes, and plans
+changed as a bug in the planner might change them."""
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +15,7 @@ from cdktf_cdktf_provider_random.provider import RandomProvider
 
 from servicedb.access import TemporaryAccess
 from servicedb.cli import main
+from servicedb.plan import Plan
 from servicedb.server import LocalServer
 from servicedb.spec import Environment, OperatorNetwork, Reads, Service
 
@@ -157,3 +160,10 @@ class Workspace:
         passwords = [e["password"] for e in self.entries().values() if "password" in e]
         for output in self.outputs:
             assert not [p for p in passwords if p in output]
+
+
+def with_service(plan: Plan, name: str, **changes: object) -> Plan:
+    """`plan` with one service's plan changed, as a bug in the planner might change it."""
+    target = plan.service(name)
+    changed = dataclasses.replace(target, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(plan, services=tuple(changed if s is target else s for s in plan.services))

@@ -40,11 +40,11 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 def copy_project(destination: Path) -> Path:
-    """main.py, cdktf.json and the declarations (services, environments, break-glass access), with the
-    repository's virtualenv and node_modules."""
+    """main.py, cdktf.json and the declarations (services, environments, break-glass access) with
+    their record, with the repository's virtualenv and node_modules."""
     destination.mkdir(parents=True)
     (destination / "node_modules").symlink_to(ROOT / "node_modules")
-    for name in ("main.py", "environments.toml"):
+    for name in ("main.py", "environments.toml", "deployed.toml"):
         shutil.copy(ROOT / name, destination / name)
     for directory in ("services", "access"):
         shutil.copytree(ROOT / directory, destination / directory)

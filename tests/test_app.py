@@ -74,7 +74,8 @@ def test_aws_provider_is_pinned_to_the_environments_account(synthesized):
     assert provider["region"] == "eu-west-1"
 
 
-def test_prod_state_is_in_encrypted_locked_s3_and_dev_state_is_local(synthesized):
+def test_every_stack_keeps_its_state_in_encrypted_locked_s3(synthesized):
+    # The state holds the generated passwords: never a local file for an environment on AWS.
     backend = synthesized["prod-database-access"]["terraform"]["backend"]
     assert backend == {
         "s3": {
@@ -86,7 +87,17 @@ def test_prod_state_is_in_encrypted_locked_s3_and_dev_state_is_local(synthesized
             "use_lockfile": True,
         }
     }
-    assert "s3" not in synthesized["dev-database-access"]["terraform"].get("backend", {})
+    assert synthesized["dev-database-access"]["terraform"]["backend"] == {
+        "s3": {
+            "bucket": "example-dev-terraform-state",
+            "key": "servicedb/dev-database-access.tfstate",
+            "region": "eu-west-1",
+            "encrypt": True,
+            "use_lockfile": True,
+        }
+    }
+    for stack, document in synthesized.items():
+        assert document["terraform"]["backend"]["s3"]["encrypt"] is True, stack
 
 
 def test_every_service_is_in_every_database_stack(synthesized):
@@ -132,6 +143,7 @@ def write_bad_declarations(directory: Path) -> tuple[Path, Path]:
     )
     environments = directory / "environments.toml"
     environments.write_text((ROOT / "environments.toml").read_text())
+    (directory / "deployed.toml").write_text('[services]\norders = "active"\n')
     return services, environments
 
 
@@ -217,6 +229,9 @@ def test_cdktf_synth_fails_on_bad_declarations_without_a_traceback(tmp_path):
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "at reads[0].service: no service named 'biling' (declared: orders)" in output
+    # The repository's other services are recorded as deployed: their deleted files are refused too.
+    for name in ("billing", "catalog", "shipping"):
+        assert f"services/{name}.py: Service(name='{name}'): 1 problem\n  is gone, but the record lists" in output
     assert "Traceback" not in output
     assert not (project / "cdktf.out" / "stacks").exists()
 

@@ -292,7 +292,7 @@ def test_demo_applies_the_example_services_and_leaves_nothing_running(scratch: P
     assert str(scratch) not in processes
 
 
-@pytest.mark.parametrize("command", ["sql", "plan", "apply", "verify", "demo", "event"])
+@pytest.mark.parametrize("command", ["sql", "plan", "apply", "verify", "demo", "event", "record"])
 def test_every_command_has_help(command: str) -> None:
     result = subprocess.run(
         [Path(sys.executable).parent / "servicedb", command, "--help"], capture_output=True, text=True

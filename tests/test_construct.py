@@ -261,3 +261,71 @@ def test_no_literal_password_anywhere(shop):
                 assert resource["password"].startswith("${random_password.")
             if "secret_string" in resource:
                 assert '"password" = random_password.' in resource["secret_string"]
+
+
+DATA = ("postgresql_database", "postgresql_schema", "postgresql_role")
+"""What holds data or owns what does: never destroyed but by a purge."""
+
+
+def test_what_holds_data_cannot_be_destroyed_and_the_rest_can(orders):
+    _, document, _ = orders
+    for kind, items in document["resource"].items():
+        for name, resource in items.items():
+            prevent_destroy = resource.get("lifecycle", {}).get("prevent_destroy", False)
+            assert prevent_destroy == (kind in DATA), f"{kind}.{name}"
+    assert len([name for kind in DATA for name in resources(document, kind)]) == 7  # database, schema, 5 roles
+
+
+@pytest.fixture(scope="module")
+def retired():
+    """`orders`, retired."""
+    service = plan_service(Service(name="orders", connection_limit=20, retired=True), environment(kms_key_arn=KMS_KEY))
+    constructs = {}
+
+    def build(stack, providers):
+        constructs["orders"] = ServiceDatabase(stack, "orders", plan=service, **providers)
+
+    text, document = synth(build)
+    return text, document, constructs["orders"]
+
+
+def test_a_retired_service_keeps_its_data_and_loses_its_secrets_and_ecs_access(retired, orders):
+    _, document, database = retired
+    addresses = sorted(f"{kind}.{name}" for kind, items in document["resource"].items() for name in items)
+    _, active, _ = orders
+    # The same addresses as when active, less the passwords, secrets and read policies: nothing is replaced.
+    assert addresses == sorted(
+        f"{kind}.{name}"
+        for kind, items in active["resource"].items()
+        for name in items
+        if kind not in ("random_password", "aws_secretsmanager_secret", "aws_secretsmanager_secret_version")
+        and kind != "aws_iam_role_policy"
+    )
+    for user in ("orders_app", "orders_migrator"):
+        [role] = [r for r in resources(document, "postgresql_role").values() if r["name"] == user]
+        assert role["login"] is False
+        assert "password" not in role
+        assert role["lifecycle"] == {"ignore_changes": ["roles"], "prevent_destroy": True}
+    assert database.ecs_secrets == []
+    assert database.secret_arn is None
+    assert database.migrator.password is None
+    with pytest.raises(ValueError, match="orders_migrator belongs to a retired service: it has no secret"):
+        database.migrator.grant_secret_read("orders-ci-migrations", id_="ci_policy")
+
+
+def test_a_renamed_construct_id_moves_its_resources_instead_of_replacing_them(orders):
+    # The README's recipe: the old address of each resource, from the pinned list above.
+    _, old, _ = orders
+    old_database = next(iter(resources(old, "postgresql_database")))
+    service = plan_service(Service(name="orders", connection_limit=20), environment(kms_key_arn=KMS_KEY))
+
+    def build(stack, providers):
+        renamed = ServiceDatabase(stack, "orders_database", plan=service, **providers)
+        renamed.database.move_from_id(f"postgresql_database.{old_database}")
+
+    _, document = synth(build)
+    [new_database] = resources(document, "postgresql_database")
+    assert document["moved"] == [
+        {"from": f"postgresql_database.{old_database}", "to": f"postgresql_database.{new_database}"}
+    ]
+    assert resources(document, "postgresql_database")[new_database]["lifecycle"] == {"prevent_destroy": True}

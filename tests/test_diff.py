@@ -182,3 +182,37 @@ def test_reports_an_unavailable_extension(wanted: Plan) -> None:
 
 def test_password_placeholder_prints_as_psql_variable() -> None:
     assert Password("orders_app").as_string() == ":'password_orders_app'"
+
+
+def test_retiring_takes_login_and_password_away_and_drops_nothing(wanted: Plan) -> None:
+    current = current_for(wanted)
+    retired = plan_services(
+        [Service(name="orders", retired=True), Service(name="billing", extensions=("pgcrypto",))], environment()
+    )
+    statements = diff(retired, current).statements
+    assert [(s.description, s.text) for s in statements] == [
+        ("orders_app: forbid login, remove its password", 'ALTER ROLE "orders_app" NOLOGIN PASSWORD NULL'),
+        ("orders_migrator: forbid login, remove its password", 'ALTER ROLE "orders_migrator" NOLOGIN PASSWORD NULL'),
+        ("revoke billing_reader from orders_app (not declared)", 'REVOKE "billing_reader" FROM "orders_app"'),
+        # orders' app user no longer counts among billing's readers
+        ("database billing: connection limit 25 -> 15", 'ALTER DATABASE "billing" CONNECTION LIMIT 15'),
+    ]
+
+
+def test_only_a_purge_drops_and_the_script_says_so(wanted: Plan) -> None:
+    gone = plan_services([Service(name="billing", extensions=("pgcrypto",))], environment())
+    assert not [s for s in diff(gone, current_for(wanted)).statements if "DROP" in s.text]
+    purged = plan_services([Service(name="orders", retired=True, purge=True), Service(name="billing")], environment())
+    statements = [s for s in diff(purged, None).statements if "orders" in s.text]
+    assert texts(tuple(statements)) == [
+        'GRANT "orders_owner" TO CURRENT_USER',
+        'DROP DATABASE IF EXISTS "orders"',
+        'DROP ROLE IF EXISTS "orders_app"',
+        'DROP ROLE IF EXISTS "orders_app_clone"',
+        'DROP ROLE IF EXISTS "orders_migrator"',
+        'DROP ROLE IF EXISTS "orders_writer"',
+        'DROP ROLE IF EXISTS "orders_reader"',
+        'DROP ROLE IF EXISTS "orders_owner"',
+    ]
+    assert [s.autocommit for s in statements] == [False, True, False, False, False, False, False, False]
+    assert diff(purged, current_for(purged)).statements == ()  # already gone: nothing to drop

@@ -153,8 +153,7 @@ def test_a_failed_statement_undoes_its_group(cluster: Cluster, driver: str) -> N
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "pg8000"])
-def test_both_drivers_give_up_on_a_held_lock(cluster: Cluster, driver: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("servicedb.apply.LOCK_TIMEOUT", "200ms")
+def test_both_drivers_give_up_on_a_held_lock(cluster: Cluster, driver: str) -> None:
     statement = Statement(
         description="lock checkout's items",
         query=compose.SQL("LOCK TABLE checkout.items IN ACCESS EXCLUSIVE MODE"),
@@ -165,5 +164,7 @@ def test_both_drivers_give_up_on_a_held_lock(cluster: Cluster, driver: str, monk
         holder.execute("SET LOCAL ROLE checkout_owner")
         holder.execute("LOCK TABLE checkout.items IN ACCESS SHARE MODE")
         with pytest.raises(ApplyError, match=r"lock checkout's items \(checkout\): waited 200ms for a lock") as raised:
-            run([statement], connect=getattr(cluster, driver).connect, passwords={}, log=lambda _: None)
-    assert "retry when it is released" in str(raised.value)
+            connect = getattr(cluster, driver).connect
+            run([statement], connect=connect, passwords={}, log=lambda _: None, lock_timeout="200ms")
+        holder_pid = holder.info.backend_pid
+    assert f"pid {holder_pid} ({ADMIN}) holds locks on checkout.items; retry when they are done" in str(raised.value)

@@ -52,7 +52,7 @@ def test_the_library_builds_as_a_wheel_with_its_modules(tmp_path):
     for module in (
         *("__init__", "spec", "plan", "construct", "stack", "load", "errors", "app", "lazy_aws"),
         *("network", "operator_access", "scan"),
-        *("sql", "inspect", "diff", "apply", "verify", "passwords", "cli", "demo", "server"),
+        *("sql", "inspect", "diff", "apply", "verify", "passwords", "cli", "demo", "server", "record"),
     ):
         assert f"servicedb/{module}.py" in names
     assert "servicedb/py.typed" in names

@@ -19,7 +19,6 @@ from servicedb.server import LocalServer
 
 SERVICES = Path(__file__).parent / "services"
 OWN_TABLE = "items"
-TERMINATE_APPLY = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'servicedb'"
 
 
 @dataclass
@@ -325,27 +324,3 @@ def test_matrix_as_markdown_and_html(cluster: Cluster) -> None:
     assert code == 0
     assert page.startswith("<!doctype html>")
     assert '<tr><th>checkout_app</th><td class="write">write</td><td class="none">-</td>' in page
-
-
-@pytest.mark.parametrize("at", [1, 30, 90])
-def test_interrupted_apply_is_completed_by_the_next(server: LocalServer, tmp_path: Path, at: int) -> None:
-    """Kill the apply's connections just before its `at`-th statement: the next apply finishes the job."""
-    args = ["--services", str(SERVICES), "--secrets", str(tmp_path / "secrets.json")]
-    statements: list[str] = []
-    with LocalServer(server.binaries) as fresh:
-
-        def out(line: str) -> None:
-            if line.startswith("-- ") and "\n" in line:  # a statement about to run
-                statements.append(line)
-                if len(statements) == at:
-                    with psycopg.connect(fresh.admin_url, password=fresh.admin_password, autocommit=True) as conn:
-                        conn.execute(TERMINATE_APPLY)
-
-        url = ["--url", fresh.admin_url_with_password]
-        assert main(["apply", *url, *args], out=out) == 1
-        assert len(statements) == at
-        lines: list[str] = []
-        assert main(["apply", *url, *args], out=lines.append) == 0
-        assert main(["plan", *url, *args], out=lines.append) == 0
-        assert lines[-1] == "-- nothing to do: the server matches the declarations"
-        assert main(["verify", *url, *args], out=lines.append) == 0

@@ -250,12 +250,12 @@ def test_prod_manages_the_operator_side_through_a_role_in_the_tooling_account(sy
     assert rule["provider"] == "aws"
 
 
-def test_dev_has_one_provider_and_a_local_state_prod_keeps_its_state_in_s3(synthesized):
+def test_dev_has_one_provider_and_each_network_stack_keeps_its_state_in_s3(synthesized):
     assert len(synthesized["dev-operator-network"]["provider"]["aws"]) == 1
-    assert "s3" not in synthesized["dev-operator-network"]["terraform"].get("backend", {})
-    backend = synthesized["prod-operator-network"]["terraform"]["backend"]["s3"]
-    assert backend["key"] == "servicedb/prod-operator-network.tfstate"
-    assert (backend["encrypt"], backend["use_lockfile"]) == (True, True)
+    for env in ("dev", "prod"):
+        backend = synthesized[f"{env}-operator-network"]["terraform"]["backend"]["s3"]
+        assert backend["key"] == f"servicedb/{env}-operator-network.tfstate"
+        assert (backend["encrypt"], backend["use_lockfile"]) == (True, True)
 
 
 def test_the_ssm_host_takes_no_connection_and_starts_only_https_and_postgresql(synthesized):

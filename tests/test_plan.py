@@ -18,13 +18,15 @@ from servicedb.plan import (
     PlanInvariantError,
     Role,
     RoleKind,
+    Secret,
     check_invariants,
     plan_service,
     plan_services,
+    role_names,
 )
 from servicedb.spec import Service
 
-from factories import DURING_GRANT, GRANT_FROM, GRANT_UNTIL, environment, reading, temporary_access
+from factories import DURING_GRANT, GRANT_FROM, GRANT_UNTIL, environment, reading, temporary_access, with_service
 
 
 @pytest.fixture
@@ -168,13 +170,6 @@ def test_fails_to_plan_invalid_declarations():
         plan_service(Service(name="orders"), environment(port=70000))
 
 
-def with_service(wanted, name: str, **changes):
-    """`wanted` with one service's plan changed, as a bug in the planner might change it."""
-    target = wanted.service(name)
-    changed = dataclasses.replace(target, **changes)
-    return dataclasses.replace(wanted, services=tuple(changed if s is target else s for s in wanted.services))
-
-
 @pytest.mark.parametrize(
     ("grant", "expected"),
     [
@@ -257,7 +252,7 @@ def test_declarations_and_plan_import_nothing_from_cdktf():
     # The plan must outlive cdktf (archived upstream) and serve every adapter.
     code = (
         "import sys, servicedb, servicedb.spec, servicedb.access, servicedb.load, servicedb.plan, servicedb.network,"
-        " servicedb.scan, servicedb.app;"
+        " servicedb.scan, servicedb.record, servicedb.app;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cdktf', 'constructs', 'jsii')"
         " or m.startswith('cdktf_')))"
     )
@@ -430,3 +425,89 @@ def test_fails_a_plan_where_a_temporary_role_never_expires_or_its_secret_leaks()
     shared = dataclasses.replace(grant.secret, reader_role="prod-orders-execution")
     with pytest.raises(PlanInvariantError, match="is not readable by arn:aws:iam::123456789012:role/oncall-jdoe alone"):
         check_invariants(with_grant(planned, secret=shared))
+
+
+@pytest.fixture
+def retiring():
+    """billing retired, catalog purged; orders reads nothing retired, audit (retired) still declares its read."""
+    return plan_services(
+        [
+            reading("orders"),
+            reading("billing", retired=True),
+            reading("catalog", retired=True, purge=True),
+            reading("audit", "orders", retired=True),
+        ],
+        environment(),
+    )
+
+
+def test_a_retired_service_keeps_its_data_and_roles_but_nobody_logs_in(retiring):
+    billing = retiring.service("billing")
+    assert billing.retired
+    assert [(r.name, r.login) for r in billing.roles] == [
+        ("billing_owner", False),
+        ("billing_app", False),
+        ("billing_migrator", False),
+        ("billing_writer", False),
+        ("billing_reader", False),
+    ]
+    assert billing.login_users == ()
+    assert billing.secrets == ()
+    assert (billing.database.name, billing.schema.name) == ("billing", "billing")
+    assert billing.grants == plan_service(Service(name="billing"), environment()).grants
+
+
+def test_a_retired_service_reads_nothing_and_counts_for_no_reader(retiring):
+    assert retiring.reads == ()
+    assert retiring.service("orders").database.connection_limit == 10 + 2 + 3  # audit's app is not counted
+
+
+def test_a_purged_service_is_wanted_nowhere(retiring):
+    assert [s.service for s in retiring.services] == ["orders", "billing", "audit"]
+    assert retiring.purged == ("catalog",)
+    with pytest.raises(DeclarationError, match="at purge: a purged service has no plan"):
+        plan_service(Service(name="catalog", retired=True, purge=True), environment())
+
+
+def test_roles_are_dropped_owner_last():
+    assert role_names("catalog") == (
+        "catalog_app",
+        "catalog_app_clone",
+        "catalog_migrator",
+        "catalog_writer",
+        "catalog_reader",
+        "catalog_owner",
+    )
+
+
+def test_fails_a_plan_where_a_retired_service_keeps_a_secret(retiring):
+    secret = plan_service(Service(name="billing"), environment()).secrets[0]
+    broken = with_service(retiring, "billing", secrets=(secret,))
+    with pytest.raises(PlanInvariantError, match="secret servicedb/test/billing/app is for billing_app, which is not"):
+        check_invariants(broken)
+
+
+def test_fails_a_plan_where_a_purged_service_is_still_wanted(retiring):
+    with pytest.raises(PlanInvariantError, match="purged service orders is still wanted"):
+        check_invariants(dataclasses.replace(retiring, purged=("catalog", "orders")))
+
+
+def test_fails_a_plan_where_a_secret_has_no_reader(wanted):
+    orders = wanted.service("orders")
+    broken = with_service(
+        wanted, "orders", secrets=(dataclasses.replace(orders.secrets[0], reader_role=""),) + orders.secrets[1:]
+    )
+    with pytest.raises(PlanInvariantError, match="servicedb/prod/orders/app is not readable by exactly one role"):
+        check_invariants(broken)
+
+
+def test_fails_a_plan_whose_read_policy_has_a_wildcard(wanted, monkeypatch):
+    def everything(self, secret_arn):
+        return {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:*"], "Resource": ["*"]}],
+        }
+
+    monkeypatch.setattr(Secret, "read_policy", everything)
+    with pytest.raises(PlanInvariantError, match="is not readable by exactly one role without a wildcard"):
+        check_invariants(wanted)

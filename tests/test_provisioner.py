@@ -33,6 +33,9 @@ from servicedb.provisioner import (
     plan_to_json,
 )
 from servicedb.server import ADMIN, LocalServer
+from servicedb.spec import Service
+
+from factories import environment as valid_environment
 
 SERVICES = Path(__file__).parent / "services"
 OWN_TABLE = "items"
@@ -76,6 +79,17 @@ def test_every_environments_plan_reads_back_as_it_was_written(declarations: Decl
     for environment in declarations.environments:
         plan = plan_services(declarations.services, environment)
         assert plan_from_json(Plan, json.loads(json.dumps(plan_to_json(plan)))) == plan
+
+
+def test_a_plan_with_retired_and_purged_services_reads_back_as_it_was_written() -> None:
+    services = [
+        Service(name="orders"),
+        Service(name="billing", retired=True),
+        Service(name="catalog", retired=True, purge=True),
+    ]
+    plan = plan_services(services, valid_environment())
+    assert (plan.service("billing").retired, plan.purged) == (True, ("catalog",))
+    assert plan_from_json(Plan, json.loads(json.dumps(plan_to_json(plan)))) == plan
 
 
 @pytest.fixture(scope="module")

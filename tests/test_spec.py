@@ -34,6 +34,9 @@ def test_valid_declarations_have_no_problems():
         ("public", "'public' is reserved"),
         ("pg_orders", "'pg_orders' is reserved"),
         ("rdsadmin", "'rdsadmin' is reserved"),
+        ("orders\n", "must match ^[a-z][a-z0-9_]*$, got 'orders\\n'"),  # `$` alone would let it through
+        ("ordérs", "must match"),
+        ("orders;drop", "must match"),
     ],
 )
 def test_rejects_invalid_service_names(name, expected):
@@ -58,6 +61,10 @@ def test_accepts_the_longest_name_that_fits_every_role():
         ("statement_timeout_ms", 30.5, "must be a whole number, got 30.5"),
         ("idle_in_transaction_timeout_ms", 10**9, "must be between 0 and 86400000, got 1000000000"),
         ("migration_statement_timeout_ms", -1, "must be between 0 and 86400000, got -1"),
+        ("statement_timeout_ms", 30, "must be 0 (off) or at least 100 ms, got 30; did you mean 30_000 (30 s)?"),
+        ("idle_in_transaction_timeout_ms", 1, "must be 0 (off) or at least 100 ms, got 1; did you mean 1_000 (1 s)?"),
+        ("retired", "yes", "must be True or False, got 'yes'"),
+        ("purge", 1, "must be True or False, got 1"),
     ],
 )
 def test_rejects_out_of_range_limits(field, value, expected):
@@ -135,8 +142,13 @@ def test_rejects_something_that_is_not_a_service():
         ("secret_recovery_window_days", 31, "must be 0 or between 7 and 30"),
         ("password_length", 16, "must be between 32 and 128, got 16"),
         ("connect_timeout_seconds", 0, "must be between 1 and 300"),
-        ("execution_role_format", "{team}-{service}", "may use only {env} and {service}"),
+        (
+            "execution_role_format",
+            "{team}-{service}",
+            "may use only {env} and {service}, got '{team}-{service}' ({team} is not one of them)",
+        ),
         ("secret_name_prefix", "has space/", "must look like 'servicedb/prod/'"),
+        ("state_bucket", "s3://Terraform-State", "must look like 'example-prod-terraform-state'"),
     ],
 )
 def test_rejects_bad_environment_settings(field, value, expected):
@@ -431,6 +443,97 @@ def test_operator_network_accepts_lists_where_tuples_are_meant():
     assert network.host_https_egress_cidrs == ()
     assert operator_network(host="ssm").host is OperatorHost.SSM
     assert environment(name="prod").network_stack_name == "prod-operator-network"
+
+
+def test_accepts_a_retired_and_a_purged_service():
+    assert messages([Service(name="orders", retired=True), Service(name="billing", retired=True, purge=True)]) == []
+
+
+def test_rejects_a_purge_of_a_service_that_is_not_retired():
+    [message] = messages([Service(name="orders", purge=True)])
+    assert message == (
+        "Service(name='orders') at purge: drops the service's database and roles, so it is valid only on a "
+        "retired service; set retired=True as well, or remove purge to keep the data"
+    )
+
+
+def test_rejects_a_read_of_a_retired_service_but_not_by_one():
+    services = [
+        reading("orders", "billing"),
+        reading("billing", retired=True),
+        reading("audit", "billing", retired=True),
+    ]
+    assert messages(services) == [
+        "Service(name='orders') at reads[0].service: 'billing' is retired: its data is kept, but nothing may read "
+        "it; remove this read, or bring billing back with retired=False"
+    ]
+
+
+def test_rejects_a_read_that_names_no_service():
+    [message] = messages([Service(name="orders", reads=(Reads(service=["billing"]),))])  # type: ignore[arg-type]
+    assert message == "Service(name='orders') at reads[0].service: must be the name of a service, got ['billing']"
+
+
+def test_retired_services_take_no_connections_from_the_budget():
+    services = [Service(name="orders", connection_limit=50), Service(name="billing", connection_limit=40, retired=True)]
+    assert messages(services, [environment(max_connections=60)]) == []
+
+
+def test_a_limit_that_is_not_a_number_is_reported_once_and_the_budget_still_checked():
+    services = [Service(name="orders", connection_limit="50"), Service(name="billing", connection_limit=70)]
+    assert [m.split(":")[0] for m in messages(services, [environment(max_connections=60)])] == [
+        "Service(name='orders') at connection_limit",
+        "[test] at max_connections",
+    ]
+
+
+def test_rejects_two_environments_writing_the_same_secrets():
+    dev = environment(name="dev", secret_name_prefix="servicedb/")
+    prod = environment(name="prod", secret_name_prefix="servicedb/", execution_role_format="{env}-{service}")
+    other_region = environment(name="eu", secret_name_prefix="servicedb/", region="eu-central-1")
+    problems = find_problems(
+        [(Service(name="orders"), "services/orders.py")], [(e, "environments.toml") for e in (dev, prod, other_region)]
+    )
+    assert [f"{p.subject} at {p.at}: {p.message}" for p in problems] == [
+        "[prod] at secret_name_prefix: gives the same secret names as [dev] (servicedb/<service>/app) in account "
+        "123456789012, region eu-west-1: each stack would overwrite the other's secrets; set a different "
+        "secret_name_prefix"
+    ]
+
+
+def test_rejects_two_environments_in_one_account_giving_a_secret_to_the_same_role():
+    problems = find_problems(
+        [
+            (Service(name="orders", execution_role="orders-task"), "services/orders.py"),
+            (Service(name="billing"), "services/billing.py"),
+        ],
+        [(environment(name="dev"), "environments.toml"), (environment(name="prod"), "environments.toml")],
+    )
+    assert [f"{p.subject} at {p.at}: {p.message}" for p in problems] == [
+        "[prod] at execution_role_format: gives orders_app's secret to the execution role 'orders-task', as [dev] "
+        "does in the same account 123456789012 (and 1 more): both stacks would write the policy "
+        "servicedb-orders_app-secret-read on it; put {env} in execution_role_format, or set execution_role per "
+        "environment"
+    ]
+    in_two_accounts = [(environment(name="dev"), "e"), (environment(name="prod", account_id="210987654321"), "e")]
+    assert find_problems([(Service(name="orders", execution_role="orders-task"), "s")], in_two_accounts) == []
+
+
+def test_rejects_a_secret_name_prefix_too_long_for_secrets_manager():
+    [message] = messages([], [environment(secret_name_prefix="a/" * 225)])
+    assert message == (
+        "[test] at secret_name_prefix: must be at most 449 characters, so that every secret name fits Secrets "
+        "Manager's 512, got 450"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("region", "eu-west-1\n"), ("account_id", "123456789012\n"), ("engine_version", "16.4\n")],
+)
+def test_rejects_a_trailing_newline_in_environment_settings(field, value):
+    [message] = messages([], [environment(**{field: value})])
+    assert message.startswith(f"[test] at {field}: must look like")
 
 
 LAMBDA = {

@@ -43,13 +43,15 @@ def main(
     services_dir: Path = Path("services"),
     environments_file: Path = Path("environments.toml"),
     access_dir: Path | None = None,
+    record: Path = Path("deployed.toml"),
 ) -> int:
-    """Validate everything, then build and synthesize; on bad declarations write nothing, exit 1.
+    """Validate everything, against the record of deployed services too (`servicedb.record`), then
+    build and synthesize; on bad declarations write nothing, exit 1.
 
     Prints one line per break-glass declaration: what it creates now, or why nothing.
     """
     try:
-        declarations = load_declarations(services_dir, environments_file, access_dir)
+        declarations = load_declarations(services_dir, environments_file, access_dir, record=record)
         now = current_time()
     except DeclarationError as error:
         print(f"servicedb: refusing to synthesize; fix these declarations:\n{error}", file=sys.stderr)

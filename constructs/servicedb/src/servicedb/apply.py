@@ -3,8 +3,10 @@ role, one transaction per group. `servicedb apply` and the in-VPC provisioner fu
 `apply_plan`, over psycopg and pg8000 respectively.
 
 Every run holds an advisory lock on the admin connection, so two runs against one cluster take
-turns instead of failing with "tuple concurrently updated"; every statement runs under a
-`lock_timeout`, so a busy object makes the run fail with a clear error instead of hanging.
+turns instead of failing with "tuple concurrently updated": the second says it waits, and for
+whom, and waits as long as the first runs. Every statement runs under a `lock_timeout`, so a busy
+object makes the run fail with a clear error, naming the sessions that hold locks there, instead
+of hanging.
 """
 
 import dataclasses
@@ -23,6 +25,22 @@ ADVISORY_LOCK_KEY = 0x5E41_CEDB
 """`pg_advisory_lock` key held during an apply, the same on every host."""
 
 LOCK_TIMEOUT = "10s"
+"""How long a statement waits for a lock another session holds, by default."""
+
+LOCK_HOLDERS = """
+WITH here AS (SELECT oid FROM pg_database WHERE datname = current_database())
+SELECT a.pid, a.usename, a.application_name,
+       string_agg(DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), ', ')
+FROM pg_stat_activity a
+JOIN pg_locks l ON l.pid = a.pid AND l.granted AND l.locktype <> 'virtualxid'
+LEFT JOIN pg_class c ON l.locktype = 'relation' AND c.oid = l.relation AND l.database = (SELECT oid FROM here)
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname NOT IN ('pg_catalog', 'pg_toast', 'information_schema')
+WHERE a.pid <> pg_backend_pid() AND (a.datid = (SELECT oid FROM here) OR l.database = 0)
+GROUP BY a.pid, a.usename, a.application_name
+ORDER BY a.pid
+"""
+"""Other sessions holding locks in the current database, or on shared objects (roles), with the tables
+they lock; never their queries, which may hold anything."""
 
 
 class ApplyError(RuntimeError):
@@ -36,12 +54,14 @@ def run(
     passwords: Mapping[str, str],
     log: Callable[[str], None] = print,
     ran: list[Statement] | None = None,
+    lock_timeout: str = LOCK_TIMEOUT,
 ) -> int:
     """Run `statements` in order; return how many ran, and append each to `ran` once it has.
 
     `connect(database)` opens an autocommit admin connection (None: the admin database). A
     group of statements for the same database and role runs in one transaction, so a failure
-    leaves that group undone and the next run computes it again.
+    leaves that group undone and the next run computes it again. `lock_timeout` (`10s`, `500ms`)
+    is how long a statement waits for a lock before the run fails.
     """
     statements = list(statements)
     if not statements:
@@ -54,39 +74,82 @@ def run(
             for other in [name for name in connections if name is not None]:
                 connections.pop(other).close()
             conn = connect(database)
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)).as_string())
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)).as_string())
             connections[database] = conn
         return connections[database]
 
     count = 0
+    statement: Statement | None = None
     try:
-        admin = connection(None)
-        log(f"-- waiting for the servicedb apply lock ({ADVISORY_LOCK_KEY})")
-        admin.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        take_apply_lock(connection(None), log)
         for (database, role, autocommit), group in groupby(
             statements, key=lambda s: (s.database, s.role, s.autocommit)
         ):
             conn = connection(database)
             group = list(group)
-            if autocommit:
-                for statement in group:
-                    execute(conn, statement, passwords, log)
-                    count += 1
-                    if ran is not None:
-                        ran.append(statement)
-                continue
-            with conn.transaction():
-                if role:
-                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)).as_string())
-                for statement in group:
-                    execute(conn, statement, passwords, log)
-                    count += 1
+            try:
+                if autocommit:
+                    for statement in group:
+                        execute(conn, statement, passwords, log)
+                        count += 1
+                        if ran is not None:
+                            ran.append(statement)
+                    continue
+                with conn.transaction():
+                    if role:
+                        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)).as_string())
+                    for statement in group:
+                        execute(conn, statement, passwords, log)
+                        count += 1
+            except Exception as error:
+                refused = failure(error)
+                if refused is None or refused.sqlstate != LOCK_NOT_AVAILABLE or statement is None:
+                    raise
+                # The transaction is rolled back: the connection can ask who holds locks there.
+                raise ApplyError(
+                    f"{statement.description} ({statement.database or 'admin database'}): waited {lock_timeout} "
+                    f"for a lock another session holds; {lock_holders(conn)}; retry when they are done, or "
+                    "with a longer --lock-timeout"
+                ) from None
             if ran is not None:
                 ran += group
     finally:
         for conn in connections.values():
             conn.close()
     return count
+
+
+def take_apply_lock(admin: Connection, log: Callable[[str], None]) -> None:
+    """Hold the advisory lock of servicedb applies; wait, without a timeout, while another run has it."""
+    if admin.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone() == (True,):
+        return
+    holders = [
+        f"pid {pid}" + (f" ({user})" if user else "")
+        for pid, user in admin.execute(
+            """
+            SELECT l.pid, a.usename FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s AND l.objsubid = 1
+            """,
+            (ADVISORY_LOCK_KEY,),
+        )
+    ]
+    log(
+        f"-- another servicedb apply is running on this cluster ({', '.join(holders) or 'just finished'}): "
+        f"waiting for it to finish (advisory lock {ADVISORY_LOCK_KEY})"
+    )
+    with admin.transaction():  # the session's lock_timeout is back after it; the advisory lock stays
+        admin.execute("SET LOCAL lock_timeout = 0")
+        admin.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+
+
+def lock_holders(conn: Connection) -> str:
+    """The other sessions holding locks where `conn` is, in words, without their queries."""
+    sessions = [
+        f"pid {pid} ({', '.join(filter(None, (user, application))) or 'another user'}) "
+        + (f"holds locks on {tables}" if tables else "has a transaction open")
+        for pid, user, application, tables in conn.execute(LOCK_HOLDERS)
+    ]
+    return "; ".join(sessions) if sessions else "no other session holds a lock any more"
 
 
 def execute(conn: Connection, statement: Statement, passwords: Mapping[str, str], log: Callable[[str], None]) -> None:
@@ -96,13 +159,8 @@ def execute(conn: Connection, statement: Statement, passwords: Mapping[str, str]
         conn.execute(statement.executable(passwords).as_string())
     except Exception as error:
         refused = failure(error)
-        if refused is None:
-            raise
-        if refused.sqlstate == LOCK_NOT_AVAILABLE:
-            raise ApplyError(
-                f"{statement.description} ({where}): waited {LOCK_TIMEOUT} for a lock another session holds; "
-                f"retry when it is released: {refused.message}"
-            ) from None
+        if refused is None or refused.sqlstate == LOCK_NOT_AVAILABLE:
+            raise  # `run` names who holds the locks, once the transaction is rolled back
         raise ApplyError(f"{statement.description} ({where}) failed: {refused.message}") from None
 
 
@@ -149,10 +207,11 @@ def apply_plan(
     *,
     out: Callable[[str], None],
     ran: list[Statement] | None = None,
+    lock_timeout: str = LOCK_TIMEOUT,
 ) -> dict[str, str]:
     """Apply what differs, refusing everything if part of the plan cannot be applied; the passwords.
 
-    Each statement that ran is appended to `ran`.
+    Each statement that ran is appended to `ran`; a statement waits `lock_timeout` for a lock.
 
     A database the admin could not enter (created by someone else) is looked into again once the
     admin acts as its owner, and what then differs inside it is applied too.
@@ -162,7 +221,14 @@ def apply_plan(
         changes, passwords, complete = changes_for(server, plan, store, write_secrets=True)
         if changes.problems:
             raise ApplyError("refusing to apply anything:\n  " + "\n  ".join(changes.problems))
-        count += run(changes.statements, connect=server.connect, passwords=passwords, log=out, ran=ran)
+        count += run(
+            changes.statements,
+            connect=server.connect,
+            passwords=passwords,
+            log=out,
+            ran=ran,
+            lock_timeout=lock_timeout,
+        )
         if complete:
             break
     out(f"-- applied {count} statements" if count else "-- nothing to do: the server matches the declarations")

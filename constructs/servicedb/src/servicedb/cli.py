@@ -2,11 +2,12 @@
 
     servicedb sql    [--services DIR] [--env ENV]
     servicedb plan   --url URL [--services DIR] [--env ENV]
-    servicedb apply  --url URL [--services DIR] [--env ENV]
+    servicedb apply  --url URL [--services DIR] [--env ENV] [--lock-timeout 10s]
     servicedb verify --url URL [--services DIR] [--env ENV] [--format text|json|markdown|html]
     servicedb expire --url URL [--access DIR]
     servicedb demo   [--services DIR]
     servicedb event  --env ENV [--services DIR] [--action apply|verify]
+    servicedb record [--services DIR] [--record FILE]
 
 Break-glass grants come from `--access` (default: `access/` beside the services directory);
 `$SERVICEDB_NOW` fixes the time that decides which of them are live.
@@ -18,6 +19,7 @@ print one clear message and exit 1, without a traceback. No command prints a pas
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +28,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from servicedb.access import TemporaryAccess, current_time, find_access_problems, notice
-from servicedb.apply import ApplyError, apply_plan, changes_for
+from servicedb.apply import LOCK_TIMEOUT, ApplyError, apply_plan, changes_for
 from servicedb.diff import diff
 from servicedb.errors import DeclarationError
 from servicedb.expire import expire
@@ -34,6 +36,7 @@ from servicedb.load import default_access_dir, load_access, load_declarations, l
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
 from servicedb.provisioner import Action, event
+from servicedb.record import changes, read_record, wanted_record, write_record
 from servicedb.server import ServerError
 from servicedb.spec import Environment, Provisioner, Service, find_problems
 from servicedb.sql import render_script
@@ -192,7 +195,7 @@ def cmd_apply(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     server = Server(args.url)
     plan, notices = load_plan(args, host=server.host, port=server.port)
     print_notices(notices, out)
-    apply_plan(server, plan, password_store(args, plan), out=out)
+    apply_plan(server, plan, password_store(args, plan), out=out, lock_timeout=args.lock_timeout)
     return 0
 
 
@@ -247,6 +250,32 @@ def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from servicedb.demo import demo
 
     return demo(args.services, out=out)
+
+
+def cmd_record(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Write the record of deployed services from the declarations; refuse a gone declaration."""
+    services, problems = load_services(args.services)
+    problems += find_problems(services, [])
+    recorded, record_problems = read_record(args.record)
+    problems += record_problems
+    wanted, gone = wanted_record(services, recorded or {}, services_dir=args.services)
+    problems += gone
+    if problems:
+        raise DeclarationError(problems)
+    differences = changes(recorded or {}, wanted)
+    if recorded is not None and not differences:
+        out(f"-- {args.record} is up to date")
+        return 0
+    write_record(args.record, wanted)
+    out(f"-- wrote {args.record}: {', '.join(differences) or 'no services'}; commit it with the declarations")
+    return 0
+
+
+def duration(value: str) -> str:
+    """A `lock_timeout` as PostgreSQL reads it: `500ms`, `10s`, `2min`."""
+    if not re.fullmatch(r"[1-9]\d*(ms|s|min)", value):
+        raise argparse.ArgumentTypeError(f"must be a duration like 500ms, 10s or 2min, got {value!r}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -309,7 +338,15 @@ def parser() -> argparse.ArgumentParser:
 
     command("sql", "Print the plan as SQL (a psql script), for review; connects to nothing.", url=False)
     command("plan", "Inspect the server and print the statements apply would run.", url=True)
-    command("apply", "Inspect the server and run only the statements that differ.", url=True)
+    apply_parser = command("apply", "Inspect the server and run only the statements that differ.", url=True)
+    apply_parser.add_argument(
+        "--lock-timeout",
+        type=duration,
+        default=LOCK_TIMEOUT,
+        metavar="DURATION",
+        help=f"how long a statement waits for a lock another session holds before the apply stops "
+        f"(default: {LOCK_TIMEOUT}). Two applies on one cluster take turns: the second waits for the first",
+    )
     verify_parser = command(
         "verify", "Print the effective-access matrix and every difference; exit 1 if any.", url=True
     )
@@ -338,6 +375,20 @@ def parser() -> argparse.ArgumentParser:
         url=False,
         environment=False,
     )
+    record = command(
+        "record",
+        "Write the record of deployed services (deployed.toml) that cdktf synth checks; refuses a "
+        "deleted declaration of a service that is not purged.",
+        url=False,
+        environment=False,
+    )
+    record.add_argument(
+        "--record",
+        type=Path,
+        default=Path("deployed.toml"),
+        metavar="FILE",
+        help="the record to write (default: ./deployed.toml)",
+    )
     return top
 
 
@@ -349,6 +400,7 @@ COMMANDS = {
     "expire": cmd_expire,
     "demo": cmd_demo,
     "event": cmd_event,
+    "record": cmd_record,
 }
 
 

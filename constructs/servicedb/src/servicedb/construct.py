@@ -8,6 +8,12 @@ secrets, read policies and ECS wiring are the same resources at the same address
 Construct ids are part of the contract: a changed id is a destroyed and recreated resource, so
 they are fixed snake_case names derived from the plan (never from tokens), and a test pins the
 resulting resource addresses.
+
+With the `terraform` provisioner, what holds data or owns what does (the database, the schema,
+the service's roles) has `prevent_destroy`: a plan that would destroy or replace it fails. Only a purged service's
+resources may go, by leaving its construct out (`Plan.purged`). `prevent_destroy` does not cover
+a resource whose block is gone from the configuration (hashicorp/terraform#17599): `servicedb.record`
+refuses a deleted declaration before synth.
 """
 
 from collections.abc import Mapping, Sequence
@@ -30,6 +36,9 @@ from constructs import Construct
 from servicedb import plan as p
 from servicedb.scan import skip_check
 from servicedb.spec import Provisioner
+
+KEEP = TerraformResourceLifecycle(prevent_destroy=True)
+"""The lifecycle of every resource that holds data or owns what does."""
 
 PASSWORD_SPECIALS = "-_.~"
 """Special characters that need no quoting in a URL's userinfo, a shell word or a libpq string."""
@@ -61,16 +70,19 @@ def login_role(
     scope: Construct,
     *,
     role: p.Role,
-    secret: p.Secret,
+    secret: p.Secret | None,
     assume_role: Role | None,
     provisioner: Provisioner,
     postgresql_provider: TerraformProvider | None,
     random_provider: TerraformProvider | None,
 ) -> tuple[Password | None, Role | None]:
-    """A login user's generated password (`password`), unless it logs in with IAM, and its role
-    (`role`) when Terraform is the provisioner."""
+    """A login user's generated password (`password`), unless it logs in with IAM or has no secret
+    (a retired service's user, NOLOGIN), and its role (`role`) when Terraform is the provisioner.
+
+    The role cannot be destroyed by a change that replaces it (`prevent_destroy`), except a
+    break-glass role, which is meant to go."""
     password = None
-    if not role.iam:
+    if secret is not None and not role.iam:
         password = Password(
             scope,
             "password",
@@ -90,7 +102,7 @@ def login_role(
         scope,
         "role",
         name=role.name,
-        login=True,
+        login=role.login and secret is not None,
         inherit=role.inherit,
         # No password for an IAM user: the provider creates it without one. It does not remove one
         # the user had (1.26 skips an empty password on update), and never gets the string "NULL",
@@ -104,7 +116,9 @@ def login_role(
         valid_until=role.valid_until_text if role.valid_until else None,
         # Memberships are postgresql_grant_role resources; without this, the role would
         # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
-        lifecycle=TerraformResourceLifecycle(ignore_changes=["roles"]),
+        lifecycle=TerraformResourceLifecycle(
+            ignore_changes=["roles"], prevent_destroy=role.kind != p.RoleKind.TEMPORARY
+        ),
         provider=postgresql_provider,
     )
 
@@ -117,6 +131,9 @@ class DatabaseUser(Construct):
     rotation, `clone` is the second user of the pair (`clone_role`, `clone_password`), and the
     secret carries whichever is active (`secret.username`); its version depends on that user's
     role, so the new password is set before the secret points to it.
+
+    Without a secret (a retired service's user), only the role, NOLOGIN and without a password:
+    `password`, `secret` and `secret_version` are None and `ecs_secrets` is empty.
     """
 
     def __init__(
@@ -125,7 +142,7 @@ class DatabaseUser(Construct):
         id_: str,
         *,
         role: p.Role,
-        secret: p.Secret,
+        secret: p.Secret | None,
         assume_role: Role | None = None,
         clone: p.Role | None = None,
         connect: p.DatabaseConnect | None = None,
@@ -142,6 +159,8 @@ class DatabaseUser(Construct):
         self._connect_plan = connect
         self._cluster_resource_id = cluster_resource_id
         self._aws_provider = aws_provider
+        self.secret: SecretsmanagerSecret | None = None
+        self.secret_version: SecretsmanagerSecretVersion | None = None
 
         providers = {
             "provisioner": provisioner,
@@ -157,6 +176,8 @@ class DatabaseUser(Construct):
             self.clone_password, self.clone_role = login_role(
                 Construct(self, "clone"), role=clone, secret=secret, assume_role=assume_role, **providers
             )
+        if secret is None:
+            return
         active_password, active_role = (
             (self.clone_password, self.clone_role)
             if clone is not None and secret.username == clone.name
@@ -206,20 +227,28 @@ class DatabaseUser(Construct):
         return self.role.name if self.role else self.username
 
     @property
-    def secret_arn(self) -> str:
-        return self.secret.arn
+    def secret_arn(self) -> str | None:
+        """The secret's ARN; None for a retired service's user, which has no secret."""
+        return self.secret.arn if self.secret else None
 
     @property
     def ecs_secrets(self) -> list[dict[str, str]]:
         """Container `secrets` entries: `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`
-        (not with IAM authentication), `DB_SECRET`."""
+        (not with IAM authentication), `DB_SECRET`.
+
+        Empty for a retired service's user: nothing may read its database any more.
+        """
+        if self.secret is None or self._secret_plan is None:
+            return []
         return ecs_secrets(self.secret.arn, password=not self._secret_plan.iam)
 
     def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> IamRolePolicy:
         """Let the IAM role `role_name` read this secret and nothing else (`Secret.read_policy`).
 
-        Give each further role its own `id_`.
+        Give each further role its own `id_`. A retired service's user has no secret to read.
         """
+        if self.secret is None or self._secret_plan is None:
+            raise ValueError(f"{self.username} belongs to a retired service: it has no secret for {role_name} to read")
         return IamRolePolicy(
             self,
             id_,
@@ -282,12 +311,14 @@ class ServiceDatabase(Construct):
         self.writer_role: Role | None = None
         self.reader_role: Role | None = None
         if in_terraform:
-            self.owner_role = Role(self, "owner_role", name=plan.owner.name, login=False, provider=postgresql_provider)
+            self.owner_role = Role(
+                self, "owner_role", name=plan.owner.name, login=False, lifecycle=KEEP, provider=postgresql_provider
+            )
             self.writer_role = Role(
-                self, "writer_role", name=plan.writer.name, login=False, provider=postgresql_provider
+                self, "writer_role", name=plan.writer.name, login=False, lifecycle=KEEP, provider=postgresql_provider
             )
             self.reader_role = Role(
-                self, "reader_role", name=plan.reader.name, login=False, provider=postgresql_provider
+                self, "reader_role", name=plan.reader.name, login=False, lifecycle=KEEP, provider=postgresql_provider
             )
         users = {}
         for role, clone, assume_role in ((plan.app, plan.app_clone, None), (plan.migrator, None, self.owner_role)):
@@ -295,7 +326,7 @@ class ServiceDatabase(Construct):
                 self,
                 str(role.kind),
                 role=role,
-                secret=plan.secret_for(role.name),
+                secret=plan.secret_for(role.name) if role.login else None,
                 assume_role=assume_role,
                 clone=clone,
                 connect=next((c for c in plan.connects if c.username == role.name), None),
@@ -328,6 +359,7 @@ class ServiceDatabase(Construct):
             name=plan.database.name,
             owner=self.owner_role.name,
             connection_limit=plan.database.connection_limit,
+            lifecycle=KEEP,
             provider=postgresql_provider,
         )
         self.schema = Schema(
@@ -336,6 +368,7 @@ class ServiceDatabase(Construct):
             name=plan.schema.name,
             database=self.database.name,
             owner=self.owner_role.name,
+            lifecycle=KEEP,
             provider=postgresql_provider,
         )
 
@@ -415,13 +448,13 @@ class ServiceDatabase(Construct):
         return self.schema.name if self.schema else self.plan.schema.name
 
     @property
-    def secret_arn(self) -> str:
-        """The app user's secret."""
+    def secret_arn(self) -> str | None:
+        """The app user's secret; None once the service is retired."""
         return self.app.secret_arn
 
     @property
     def ecs_secrets(self) -> list[dict[str, str]]:
-        """The app user's container `secrets` entries."""
+        """The app user's container `secrets` entries; empty once the service is retired."""
         return self.app.ecs_secrets
 
     def grant_read(self, consumer: "ServiceDatabase") -> list[GrantRole]:
@@ -510,5 +543,10 @@ class ServiceDatabases(Construct):
 
     @property
     def users(self) -> list[DatabaseUser]:
-        """Every login user, each service's app user then its migrator."""
-        return [user for service in self.services.values() for user in (service.app, service.migrator)]
+        """Every login user, each service's app user then its migrator; a retired service has none."""
+        return [
+            user
+            for service in self.services.values()
+            for user in (service.app, service.migrator)
+            if user.secret is not None
+        ]

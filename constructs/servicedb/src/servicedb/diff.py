@@ -6,7 +6,9 @@ sql`), every object is created and every grant is stated in full.
 
 Only what the plan manages is touched: its roles, their memberships, its databases and what is
 inside them. Privileges that an unmanaged role holds on a managed object are left alone (and
-reported by `verify`); nothing is ever dropped.
+reported by `verify`). Nothing is ever dropped, but the database and roles of a service declared
+`purge=True` (`Plan.purged`): a service that is no longer declared keeps everything it had, and
+a retired one keeps its data while its users lose their login and password.
 """
 
 import dataclasses
@@ -15,7 +17,19 @@ from dataclasses import dataclass
 
 from servicedb import compose as sql
 from servicedb.inspect import MANAGED_SETTINGS, Contents, Current, DatabaseState
-from servicedb.plan import PUBLIC, RDS_IAM, DefaultPrivilege, Grant, ObjectType, Plan, Role, ServicePlan
+from servicedb.plan import (
+    PUBLIC,
+    RDS_IAM,
+    DefaultPrivilege,
+    Grant,
+    ObjectType,
+    Plan,
+    Role,
+    RoleKind,
+    ServicePlan,
+    role_name,
+    role_names,
+)
 from servicedb.sql import PRIVILEGES, Password, Statement, grantee, ident, in_privilege_order, privilege_list
 
 ON_TARGET = {
@@ -38,13 +52,16 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     statements: list[Statement] = []
     problems: list[str] = []
     managed = {role.name for role in wanted.roles}
+    # Login users, or NOLOGIN once their service is retired.
+    users = (RoleKind.APP, RoleKind.APP_CLONE, RoleKind.MIGRATOR)
     for service in wanted.services:
         for role in service.roles:
-            if not role.login:
+            if role.kind not in users:
                 statements += role_changes(role, current)
     for service in wanted.services:
-        for user in service.login_users:
-            statements += role_changes(user, current)
+        for role in service.roles:
+            if role.kind in users:
+                statements += role_changes(role, current)
     for grant in wanted.temporary:
         statements += role_changes(grant.role, current)
     statements += membership_changes(wanted, current, managed)
@@ -66,7 +83,36 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
             f"authentication (auth='iam' in {', '.join(iam_services)}); on another server, create a NOLOGIN "
             f"role {RDS_IAM} to stand for it, or declare auth='password'"
         )
+    statements += purge_changes(wanted, current)
     return Changes(statements=tuple(statements), problems=tuple(problems))
+
+
+def purge_changes(wanted: Plan, current: Current | None) -> Iterator[Statement]:
+    """Drop the database, then the roles, of each purged service: the only statements that drop.
+
+    With `current=None` (`servicedb sql`), the purged service is taken to exist: `IF EXISTS`
+    keeps the script right for what is already gone, but for the owner role the admin acts as.
+    """
+    for service in wanted.purged:
+        owner = role_name(service, RoleKind.OWNER)
+        exists = current is None or service in current.databases
+        if exists and (current is None or owner not in current.acting_as):
+            yield Statement(
+                description=f"the admin acts as {owner}, to drop the database of purged service {service}",
+                query=sql.SQL("GRANT {} TO CURRENT_USER").format(ident(owner)),
+            )
+        if exists:
+            yield Statement(
+                description=f"drop database {service} of purged service {service}, and all its data",
+                query=sql.SQL("DROP DATABASE IF EXISTS {}").format(ident(service)),
+                autocommit=True,
+            )
+        for name in role_names(service):
+            if current is None or name in current.roles:
+                yield Statement(
+                    description=f"drop role {name} of purged service {service}",
+                    query=sql.SQL("DROP ROLE IF EXISTS {}").format(ident(name)),
+                )
 
 
 def wanted_settings(role: Role) -> dict[str, str]:
@@ -121,6 +167,8 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
         changes = []
         if state.login != role.login:
             changes.append((login, f"{'allow' if role.login else 'forbid'} login"))
+            if not role.login:  # a retired service's user: its secret is gone, so is its password
+                changes.append((sql.SQL("PASSWORD NULL"), "remove its password"))
         if state.inherit != role.inherit:
             changes.append((inherit, "inherit privileges" if role.inherit else "stop inheriting privileges"))
         if state.connection_limit != role.connection_limit:

@@ -1,7 +1,9 @@
 """The one error a user sees for bad declarations, and how its message reads."""
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,3 +46,11 @@ def format_problems(problems: tuple[Problem, ...]) -> str:
         lines += [f"  at {p.at}: {p.message}" if p.at else f"  {p.message}" for p in items]
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from servicedb.driver import INVALID_PASSWORD, Connection, failure
-from servicedb.plan import RDS_IAM, ObjectType, Plan
+from servicedb.plan import RDS_IAM, ObjectType, Plan, RoleKind, role_name
+from servicedb.plan import role_names as plan_role_names
 
 PARALLEL_CONNECTIONS = 4
 """Connections opened at once to read the databases and check passwords; each is short-lived."""
@@ -138,9 +139,12 @@ def inspect(
     `conn` is the admin connection; `connect(database)` opens an admin connection to another
     database, used for the managed databases the admin can enter.
     """
+    # Purged services too: their database and roles are what apply drops.
     role_names = [role.name for role in wanted.roles]
-    database_names = [service.database.name for service in wanted.services]
+    role_names += [name for service in wanted.purged for name in plan_role_names(service)]
+    database_names = [service.database.name for service in wanted.services] + list(wanted.purged)
     owners = [service.owner.name for service in wanted.services]
+    owners += [role_name(service, RoleKind.OWNER) for service in wanted.purged]
 
     version, current_user, rds_iam_exists, authid_readable = conn.execute(
         f"""

@@ -9,7 +9,6 @@ import dataclasses
 import difflib
 import enum
 import importlib.util
-import os
 import tomllib
 import types
 import typing
@@ -17,7 +16,8 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from servicedb.access import TemporaryAccess, find_access_problems
-from servicedb.errors import DeclarationError, Problem
+from servicedb.errors import DeclarationError, Problem, display
+from servicedb.record import record_problems
 from servicedb.spec import Environment, Service, find_problems
 
 
@@ -43,8 +43,12 @@ class Declarations:
         raise KeyError(f"no environment named {name!r} (declared: {declared})")
 
 
-def load_declarations(services_dir: Path, environments_file: Path, access_dir: Path | None = None) -> Declarations:
-    """Everything declared; `access_dir` defaults to `access/` beside `services_dir`."""
+def load_declarations(
+    services_dir: Path, environments_file: Path, access_dir: Path | None = None, *, record: Path | None = None
+) -> Declarations:
+    """Everything declared; `access_dir` defaults to `access/` beside `services_dir`. Checked
+    against the record of deployed services too when `record` is given (the Terraform path: see
+    `servicedb.record`)."""
     services, problems = load_services(services_dir)
     environments, environment_problems = load_environments(environments_file)
     access, access_problems = load_access(access_dir or default_access_dir(services_dir))
@@ -55,6 +59,8 @@ def load_declarations(services_dir: Path, environments_file: Path, access_dir: P
         services={s.name for s, _ in services if isinstance(s, Service)},
         environments={e.name: e for e, _ in environments},
     )
+    if record is not None:
+        problems += record_problems(services, services_dir=services_dir, record=record)
     if problems:
         raise DeclarationError(problems)
     return Declarations(
@@ -67,14 +73,6 @@ def load_declarations(services_dir: Path, environments_file: Path, access_dir: P
 def default_access_dir(services_dir: Path) -> Path:
     """`access/`, beside the services directory."""
     return Path(services_dir).parent / "access"
-
-
-def display(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
 
 
 def load_services(directory: Path) -> tuple[list[tuple[object, str]], list[Problem]]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from servicedb.access import AccessLevel, AccessStatus, TemporaryAccess, current_time, find_access_problems
-from servicedb.errors import DeclarationError
+from servicedb.errors import DeclarationError, Problem
 from servicedb.spec import (
     Auth,
     Environment,
@@ -23,6 +23,7 @@ from servicedb.spec import (
     app_users,
     environment_problems,
     service_problems,
+    subject,
     validate,
 )
 
@@ -326,6 +327,8 @@ class ServicePlan:
     """With alternating rotation, the app user's twin."""
     connects: tuple[DatabaseConnect, ...] = ()
     """With `auth="iam"`, one per login user: the task role that may log in as it."""
+    retired: bool = False
+    """The data stays, nobody logs in: the app and migrator roles are NOLOGIN and have no secret."""
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -372,6 +375,8 @@ class Plan:
     """Cross-service read access: a consumer's app user is granted a producer's reader role."""
     temporary: tuple[TemporaryAccessPlan, ...] = ()
     """The break-glass grants live when the plan was made. @default - none."""
+    purged: tuple[str, ...] = ()
+    """Services declared `purge=True`: nothing of them is wanted, their database and roles are dropped."""
 
     def service(self, name: str) -> ServicePlan:
         for service in self.services:
@@ -421,6 +426,13 @@ def alternating_rotations(rotation: int) -> tuple[int, int]:
     return even, odd
 
 
+def role_names(service: str) -> tuple[str, ...]:
+    """Every role a service may have (its alternating app user's clone too), the owner last: the
+    order to drop them in. Break-glass roles are not the service's: `servicedb expire` drops them."""
+    others = tuple(role_name(service, kind) for kind in RoleKind if kind not in (RoleKind.OWNER, RoleKind.TEMPORARY))
+    return (*others, role_name(service, RoleKind.OWNER))
+
+
 def plan_service(service: Service, environment: Environment, *, consumers: Iterable[Service] = ()) -> ServicePlan:
     """The wanted state of one service; `consumers` are the services that read it.
 
@@ -429,6 +441,15 @@ def plan_service(service: Service, environment: Environment, *, consumers: Itera
     """
     problems = service_problems(service, source=DECLARED_IN_CODE)
     problems += environment_problems(environment, source=DECLARED_IN_CODE)
+    if not problems and service.purge:
+        problems.append(
+            Problem(
+                source=DECLARED_IN_CODE,
+                subject=subject(service),
+                at="purge",
+                message="a purged service has no plan: leave its construct out, and its resources are destroyed",
+            )
+        )
     if problems:
         raise DeclarationError(problems)
     return wanted_service(service, environment, consumers=consumers)
@@ -444,6 +465,7 @@ def wanted_service(
     """`plan_service` for declarations that were already validated; `temporary` are the live
     break-glass grants on this service, whose connections the database makes room for."""
     name = service.name
+    login = not service.retired
     iam = service.auth == Auth.IAM
     rotation = 0 if iam else environment.rotation_of(service)
     alternating = service.rotation_strategy == RotationStrategy.ALTERNATING
@@ -452,7 +474,7 @@ def wanted_service(
     app = Role(
         name=role_name(name, RoleKind.APP),
         kind=RoleKind.APP,
-        login=True,
+        login=login,
         connection_limit=service.connection_limit,
         statement_timeout_ms=service.statement_timeout_ms,
         idle_in_transaction_timeout_ms=service.idle_in_transaction_timeout_ms,
@@ -471,7 +493,7 @@ def wanted_service(
     migrator = Role(
         name=role_name(name, RoleKind.MIGRATOR),
         kind=RoleKind.MIGRATOR,
-        login=True,
+        login=login,
         inherit=False,
         connection_limit=service.migrator_connection_limit,
         statement_timeout_ms=service.migration_statement_timeout_ms,
@@ -577,10 +599,12 @@ def wanted_service(
         memberships=(
             Membership(member=migrator.name, role=owner.name),
             *(Membership(member=user.name, role=writer.name) for user in app_users_of_service),
-            *(Membership(member=user.name, role=RDS_IAM) for user in (app, migrator) if iam),
+            *(Membership(member=user.name, role=RDS_IAM) for user in (app, migrator) if iam and login),
         ),
         extensions=tuple(Extension(database=name, schema=name, name=e) for e in service.extensions),
-        secrets=(
+        secrets=()
+        if service.retired
+        else (
             secret(active, environment.execution_role_for(service), inactive),
             secret(migrator, environment.migration_execution_role_for(service)),
         ),
@@ -590,9 +614,10 @@ def wanted_service(
                 connect(app, environment.task_role_for(service)),
                 connect(migrator, environment.migration_task_role_for(service)),
             )
-            if iam
+            if iam and login
             else ()
         ),
+        retired=service.retired,
     )
 
 
@@ -643,8 +668,11 @@ def plan_services(
     are planned, and the others create nothing. `now` defaults to the current time
     (`$SERVICEDB_NOW` when set).
     """
-    services = tuple(services)
-    validate([(s, DECLARED_IN_CODE) for s in services], [(environment, DECLARED_IN_CODE)])
+    declared = tuple(services)
+    validate([(s, DECLARED_IN_CODE) for s in declared], [(environment, DECLARED_IN_CODE)])
+    services = tuple(s for s in declared if not s.purge)
+    # A retired service's app user cannot log in: it reads nothing.
+    readers = tuple(s for s in services if not s.retired)
     here = [a for a in access if getattr(a, "environment", None) == environment.name]
     problems = find_access_problems(
         [(a, DECLARED_IN_CODE) for a in here],
@@ -657,7 +685,7 @@ def plan_services(
         now = current_time()
     live = [a for a in here if a.status(now) == AccessStatus.LIVE]
     consumers = {
-        service.name: tuple(s for s in services if any(read.service == service.name for read in s.reads))
+        service.name: tuple(s for s in readers if any(read.service == service.name for read in s.reads))
         for service in services
     }
     result = Plan(
@@ -673,11 +701,12 @@ def plan_services(
         ),
         reads=tuple(
             Membership(member=user, role=role_name(read.service, RoleKind.READER))
-            for s in services
+            for s in readers
             for read in s.reads
             for user in app_user_names(s)
         ),
         temporary=tuple(wanted_temporary(a, environment) for a in live),
+        purged=tuple(s.name for s in declared if s.purge),
     )
     check_invariants(result)
     return result
@@ -718,6 +747,18 @@ def writes(grant: Grant | DefaultPrivilege) -> bool:
     return bool(WRITE_PRIVILEGES.get(grant.object_type, frozenset()) & set(grant.privileges))
 
 
+def wildcards(policy: dict[str, object]) -> list[str]:
+    """Every `*` in the policy's actions and resources, as `Action: secretsmanager:*`, ..."""
+    found = []
+    for statement in policy["Statement"]:  # type: ignore[attr-defined]
+        for key in ("Action", "Resource", "NotAction", "NotResource"):
+            values = statement.get(key, [])
+            for value in [values] if isinstance(values, str) else values:
+                if "*" in value:
+                    found.append(f"{key}: {value}")
+    return found
+
+
 class PlanInvariantError(AssertionError):
     """The plan breaks an isolation rule. Declarations cannot cause this; it is a bug."""
 
@@ -733,10 +774,12 @@ def check_invariants(wanted: Plan) -> None:
       alternating pair), readable by exactly one IAM role, and each secret carries its own users;
     - `rds_iam` is granted only to login users that log in with IAM, and no role is a member of
       such a user (a user has one way to log in); such a user has no password in its secret and
-      exactly one task role that may connect as it, a password user none.
+      exactly one task role that may connect as it, a password user none;
     - a temporary role belongs to the one service it accesses: it is a member of that service's
       reader role (read) or writer role (write) and of nothing else, holds nothing directly, is
-      granted to nobody, expires, and its secret is readable by the declared principal alone.
+      granted to nobody, expires, and its secret is readable by the declared principal alone;
+    - a secret's read policy has no wildcard; a retired service has no login user and no secret;
+    - a purged service is wanted nowhere.
     """
     problems = []
     service_of = {role.name: s.service for s in wanted.services for role in s.roles}
@@ -769,8 +812,18 @@ def check_invariants(wanted: Plan) -> None:
             if len(connects) != int(user.iam):
                 problems.append(f"login user {user.name} (iam={user.iam}) has {len(connects)} task roles to connect")
         for secret in service.secrets:
-            if set(secret.users) - login_names:
+            if secret.username not in login_names:
+                problems.append(f"secret {secret.name} is for {secret.username}, which is not a login user")
+            elif set(secret.users) - login_names:
                 problems.append(f"secret {secret.name} carries {secret.users}, not login users of {service.service}")
+            if not secret.reader_role or wildcards(
+                secret.read_policy(f"arn:aws:secretsmanager:::secret:{secret.name}")
+            ):
+                problems.append(f"secret {secret.name} is not readable by exactly one role without a wildcard")
+        if service.retired and (service.login_users or service.secrets):
+            problems.append(f"retired service {service.service} still has login users or secrets")
+        if service.service in wanted.purged:
+            problems.append(f"purged service {service.service} is still wanted")
         for default in service.default_privileges:
             if default.grantee in temporary:
                 problems.append(f"temporary role {default.grantee} gets default privileges directly")

@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -112,10 +112,15 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """A running throwaway server; use as a context manager, or call `stop`."""
+    """A running throwaway server; use as a context manager, or call `stop`.
 
-    def __init__(self, binaries: Binaries) -> None:
+    `settings` are added to the server's own (`{"log_statement": "all"}` logs every statement to
+    `log`, the file `server.log` in its directory).
+    """
+
+    def __init__(self, binaries: Binaries, *, settings: Mapping[str, str] | None = None) -> None:
         self.binaries = binaries
+        self.settings = {**SERVER_SETTINGS, **(settings or {})}
         self.directory = Path(tempfile.mkdtemp(prefix="servicedb-pg-", dir=scratch_directory()))
         self.data = self.directory / "data"
         self.port = free_port()
@@ -123,6 +128,11 @@ class LocalServer:
         self._superuser_password = secrets.token_urlsafe(24)
         self._user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
         self._running = False
+
+    @property
+    def log(self) -> Path:
+        """The server's log file, while the server's directory exists."""
+        return self.directory / "server.log"
 
     @property
     def admin_url(self) -> str:
@@ -147,7 +157,7 @@ class LocalServer:
     def start(self) -> "LocalServer":
         try:
             self._initdb()
-            self._run("pg_ctl", "-D", self.data, "-l", self.directory / "server.log", "-w", "-t", "60", "start")
+            self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
             self._running = True
             self._create_admin()
         except BaseException:
@@ -191,7 +201,7 @@ class LocalServer:
             "--no-sync",
         )
         password_file.unlink()
-        settings = {**SERVER_SETTINGS, "port": str(self.port), "unix_socket_directories": str(self.directory)}
+        settings = {**self.settings, "port": str(self.port), "unix_socket_directories": str(self.directory)}
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
         (self.data / "pg_hba.conf").write_text("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n")
@@ -213,8 +223,7 @@ class LocalServer:
         command = [str(self.binaries.bin_dir / program), *map(str, args)]
         result = subprocess.run(command, capture_output=True, text=True, user=self._user, cwd=self.directory)
         if result.returncode != 0:
-            log = self.directory / "server.log"
-            server_log = log.read_text()[-2000:] if log.exists() else ""
+            server_log = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise ServerError(
                 f"{program} failed (exit {result.returncode}) for PostgreSQL {self.binaries.version} "
                 f"from {self.binaries.source}:\n{result.stderr.strip()}\n{server_log}".rstrip()

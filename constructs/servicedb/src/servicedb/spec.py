@@ -30,6 +30,7 @@ SECRET_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{1
 KMS_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$")
 SECRET_PREFIX_PATTERN = re.compile(r"^[\w/+=.@-]*$")
 VERSION_PATTERN = re.compile(r"^\d+(\.\d+)?$")
+BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 HOST_PATTERN = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$")
 IAM_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 INSTANCE_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -49,8 +50,14 @@ SUBNET_ID_PATTERN = aws_id_pattern("subnet")
 VPC_PREFIX_LENGTHS = (16, 28)
 """The sizes AWS allows for a VPC's CIDR block, /16 to /28."""
 
+MAX_SECRET_NAME_LENGTH = 512
+MAX_SECRET_PREFIX_LENGTH = MAX_SECRET_NAME_LENGTH - MAX_SERVICE_NAME_LENGTH - len("/migrator")
+"""So that the longest secret name, `<prefix><service>/migrator`, fits Secrets Manager's 512."""
+
 MIN_PASSWORD_LENGTH = 32
 MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
+MIN_TIMEOUT_MS = 100
+"""The shortest timeout that is not 0 (off): below it, a timeout is a slip of units (30 for 30 s)."""
 MAX_CONNECTION_LIMIT = 5000
 MAX_ACCESS_HOURS = 7 * 24
 MAX_ROTATION = 1_000_000
@@ -156,6 +163,19 @@ class Service:
     """Name of the ECS task role allowed to log in as the migrator user with `auth="iam"`.
 
     @default - the same role as `task_role`.
+    """
+
+    retired: bool = False
+    """The service is gone, its data stays: the database, the schema and the roles are kept, the
+    login users can no longer log in (NOLOGIN), and the secrets, the generated passwords and the
+    ECS access are removed (Secrets Manager keeps a deleted secret for the environment's
+    `secret_recovery_window_days`). No other service may read a retired one. @default - False.
+    """
+
+    purge: bool = False
+    """Drop the retired service's database, schema and roles, and with them its data. Valid only
+    with `retired=True`; the one declaration that lets Terraform or `servicedb apply` drop data.
+    @default - False.
     """
 
     def __post_init__(self) -> None:
@@ -338,7 +358,11 @@ class Environment:
     """The cluster's connection budget for the services' users. @default - not checked."""
 
     state_bucket: str | None = None
-    """S3 bucket for the Terraform state, encrypted and locked. @default - a local state file."""
+    """S3 bucket for the Terraform state, encrypted (with `kms_key_arn` when set) and locked. The
+    state holds the generated passwords: restrict who may read the bucket.
+
+    @default - a local state file, for trying things out only.
+    """
 
     tags: tuple[tuple[str, str], ...] = field(default=())
     """Tags on every AWS resource, as pairs. @default - none."""
@@ -408,8 +432,8 @@ def check_name(name: object, *, what: str) -> str | None:
     """Why `name` cannot name a service (database, schema and role prefix), or None."""
     if not isinstance(name, str):
         return f"must be a string, got {name!r}"
-    if not NAME_PATTERN.match(name):
-        hint = " (use lowercase)" if name.lower() != name and NAME_PATTERN.match(name.lower()) else ""
+    if not NAME_PATTERN.fullmatch(name):
+        hint = " (use lowercase)" if name.lower() != name and NAME_PATTERN.fullmatch(name.lower()) else ""
         return f"must match {NAME_PATTERN.pattern}, got {name!r}{hint}"
     if len(name) > MAX_SERVICE_NAME_LENGTH:
         return (
@@ -460,6 +484,24 @@ def service_problems(service: object, *, source: str) -> list[Problem]:
     }
     for name, (low, high) in limits.items():
         add(name, check_int(getattr(service, name), low=low, high=high))
+    for name in ("statement_timeout_ms", "idle_in_transaction_timeout_ms", "migration_statement_timeout_ms"):
+        value = getattr(service, name)
+        if not check_int(value, low=1, high=MIN_TIMEOUT_MS - 1):
+            add(
+                name,
+                f"must be 0 (off) or at least {MIN_TIMEOUT_MS} ms, got {value}; "
+                f"did you mean {value * 1000:_} ({value} s)?",
+            )
+
+    for name in ("retired", "purge"):
+        if not isinstance(getattr(service, name), bool):
+            add(name, f"must be True or False, got {getattr(service, name)!r}")
+    if service.purge is True and service.retired is not True:
+        add(
+            "purge",
+            "drops the service's database and roles, so it is valid only on a retired service; "
+            "set retired=True as well, or remove purge to keep the data",
+        )
 
     if not isinstance(service.reads, tuple):
         add("reads", f"must be a tuple of Reads(service=...), got {service.reads!r}")
@@ -470,7 +512,7 @@ def service_problems(service: object, *, source: str) -> list[Problem]:
 
     for name in ("execution_role", "migration_execution_role", "task_role", "migration_task_role"):
         role = getattr(service, name)
-        if role is not None and not (isinstance(role, str) and IAM_ROLE_NAME_PATTERN.match(role)):
+        if role is not None and not (isinstance(role, str) and IAM_ROLE_NAME_PATTERN.fullmatch(role)):
             add(name, f"must be an IAM role name (not an ARN) matching {IAM_ROLE_NAME_PATTERN.pattern}, got {role!r}")
     problems += login_problems(service, source=source)
 
@@ -478,9 +520,10 @@ def service_problems(service: object, *, source: str) -> list[Problem]:
         add("extensions", f"must be a tuple of extension names, got {service.extensions!r}")
     else:
         for index, extension in enumerate(service.extensions):
-            if not (isinstance(extension, str) and EXTENSION_PATTERN.match(extension)):
+            if not (isinstance(extension, str) and EXTENSION_PATTERN.fullmatch(extension)):
                 add(f"extensions[{index}]", f"must be an extension name like 'pgcrypto', got {extension!r}")
-        for extension in sorted({e for e in service.extensions if service.extensions.count(e) > 1}):
+        names = [e for e in service.extensions if isinstance(e, str)]
+        for extension in sorted({e for e in names if names.count(e) > 1}):
             add("extensions", f"{extension!r} is listed more than once")
     return problems
 
@@ -523,7 +566,7 @@ def login_problems(service: Service, *, source: str) -> list[Problem]:
 
 
 def cross_service_problems(services: Mapping[str, Service], sources: Mapping[str, str]) -> list[Problem]:
-    """Problems that need all services: reads of unknown services or of oneself."""
+    """Problems that need all services: reads of unknown or retired services, or of oneself."""
     problems = []
     declared = ", ".join(sorted(services))
     for service in services.values():
@@ -533,12 +576,19 @@ def cross_service_problems(services: Mapping[str, Service], sources: Mapping[str
         for index, read in enumerate(service.reads):
             if not isinstance(read, Reads):
                 continue
-            if read.service == service.name:
+            if not isinstance(read.service, str):
+                message = f"must be the name of a service, got {read.service!r}"
+            elif read.service == service.name:
                 message = f"a service cannot read itself; its app user already reads and writes {service.name!r}"
             elif read.service not in services:
                 message = f"no service named {read.service!r} (declared: {declared})"
             elif read.service in seen:
                 message = f"{read.service!r} is read more than once; list it once"
+            elif services[read.service].retired is True and service.retired is not True:
+                message = (
+                    f"{read.service!r} is retired: its data is kept, but nothing may read it; "
+                    f"remove this read, or bring {read.service} back with retired=False"
+                )
             else:
                 message = ""
             if message:
@@ -550,7 +600,8 @@ def cross_service_problems(services: Mapping[str, Service], sources: Mapping[str
                         message=message,
                     )
                 )
-            seen.add(read.service)
+            if isinstance(read.service, str):
+                seen.add(read.service)
     return problems
 
 
@@ -565,10 +616,10 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
 
     def check_pattern(at: str, pattern: re.Pattern[str], example: str) -> None:
         value = getattr(environment, at)
-        if not (isinstance(value, str) and pattern.match(value)):
+        if not (isinstance(value, str) and pattern.fullmatch(value)):
             add(at, f"must look like {example!r}, got {value!r}")
 
-    if not (isinstance(environment.name, str) and re.match(r"^[a-z][a-z0-9-]{0,30}$", environment.name)):
+    if not (isinstance(environment.name, str) and re.fullmatch(r"^[a-z][a-z0-9-]{0,30}$", environment.name)):
         add("name", f"must match ^[a-z][a-z0-9-]{{0,30}}$, got {environment.name!r}")
     check_pattern("region", REGION_PATTERN, "eu-west-1")
     check_pattern("account_id", ACCOUNT_PATTERN, "123456789012")
@@ -580,8 +631,18 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
     check_pattern("engine_version", VERSION_PATTERN, "16.4")
     if environment.kms_key_arn is not None:
         check_pattern("kms_key_arn", KMS_ARN_PATTERN, "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-...")
+    if environment.state_bucket is not None:
+        check_pattern("state_bucket", BUCKET_PATTERN, "example-prod-terraform-state")
     if environment.secret_name_prefix is not None:
         check_pattern("secret_name_prefix", SECRET_PREFIX_PATTERN, "servicedb/prod/")
+        if isinstance(environment.secret_name_prefix, str) and len(environment.secret_name_prefix) > (
+            MAX_SECRET_PREFIX_LENGTH
+        ):
+            add(
+                "secret_name_prefix",
+                f"must be at most {MAX_SECRET_PREFIX_LENGTH} characters, so that every secret name fits "
+                f"Secrets Manager's {MAX_SECRET_NAME_LENGTH}, got {len(environment.secret_name_prefix)}",
+            )
     add("port", check_int(environment.port, low=1, high=65535))
     window = environment.secret_recovery_window_days
     if check_int(window, low=0, high=30) or window in range(1, 7):
@@ -592,10 +653,20 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
         add("max_connections", check_int(environment.max_connections, low=1, high=262_143))
     add("max_temporary_access_hours", check_int(environment.max_temporary_access_hours, low=1, high=MAX_ACCESS_HOURS))
     for name in ("execution_role_format", "task_role_format"):
+        value = getattr(environment, name)
         try:
-            getattr(environment, name).format(env="env", service="service")
+            value.format(env="env", service="service")
         except (KeyError, IndexError, ValueError, AttributeError) as error:
-            add(name, f"may use only {{env}} and {{service}}, got {getattr(environment, name)!r} ({error!r})")
+            if isinstance(error, KeyError):
+                why = f"{{{error.args[0]}}} is not one of them"
+            elif isinstance(error, IndexError):
+                why = "positional fields such as {0} are not"
+            elif isinstance(error, ValueError):
+                why = str(error)
+            else:
+                why = "fields have no attributes" if isinstance(value, str) else "not a string"
+            example = "{env}-{service}-" + name.removesuffix("_role_format").replace("_", "-")
+            add(name, f"may use only {{env}} and {{service}}, got {value!r} ({why}); write it like {example!r}")
     add("rotation", check_int(environment.rotation, low=0, high=MAX_ROTATION))
     user = environment.admin_iam_user
     if user is not None and not (isinstance(user, str) and NAME_PATTERN.match(user) and len(user) <= 63):
@@ -675,7 +746,7 @@ EXAMPLE_IDS = {
 
 def id_problem(value: object, pattern: re.Pattern[str]) -> str | None:
     """Why `value` is not an id of `pattern`'s kind, or None."""
-    if isinstance(value, str) and pattern.match(value):
+    if isinstance(value, str) and pattern.fullmatch(value):
         return None
     return f"must be an id like {EXAMPLE_IDS[pattern]!r}, got {value!r}"
 
@@ -718,7 +789,7 @@ def network_problems(environment: Environment, *, source: str) -> list[Problem]:
 
     def check_pattern(at: str, pattern: re.Pattern[str], example: str) -> re.Match[str] | None:
         value = getattr(network, at)
-        match = pattern.match(value) if isinstance(value, str) else None
+        match = pattern.fullmatch(value) if isinstance(value, str) else None
         if match is None:
             add(at, f"must look like {example!r}, got {value!r}")
         return match
@@ -817,7 +888,7 @@ def network_problems(environment: Environment, *, source: str) -> list[Problem]:
     else:
         check_id("host_subnet_id", network.host_subnet_id, SUBNET_ID_PATTERN)
     instance_type = network.host_instance_type
-    if not (isinstance(instance_type, str) and INSTANCE_TYPE_PATTERN.match(instance_type)):
+    if not (isinstance(instance_type, str) and INSTANCE_TYPE_PATTERN.fullmatch(instance_type)):
         add("host_instance_type", f"must be an EC2 instance type like 't3.small', got {instance_type!r}")
     elif network.host == OperatorHost.CLOUD9 and is_graviton(instance_type):
         add("host_instance_type", f"{instance_type!r} has an Arm processor; Cloud9 runs x86_64 only (try 't3.small')")
@@ -841,7 +912,14 @@ def budget_problems(environment: Environment, services: Iterable[Service], *, so
     """The services' connection limits must fit the environment's budget, when it has one."""
     if environment.max_connections is None:
         return []
-    services = list(services)
+    # Retired services cannot log in; limits that are not whole numbers are reported on their own.
+    services = [
+        s
+        for s in services
+        if s.retired is not True
+        and not check_int(s.connection_limit, low=0, high=MAX_CONNECTION_LIMIT)
+        and not check_int(s.migrator_connection_limit, low=0, high=MAX_CONNECTION_LIMIT)
+    ]
 
     def connections(service: Service) -> int:
         return app_users(service) * service.connection_limit + service.migrator_connection_limit
@@ -893,8 +971,75 @@ def execution_role_problems(environment: Environment, services: Iterable[Service
                 ),
             )
             for role, service in names.items()
-            if not IAM_ROLE_NAME_PATTERN.match(role)
+            if not IAM_ROLE_NAME_PATTERN.fullmatch(role)
         ]
+    return problems
+
+
+def shared_account_problems(
+    environments: Iterable[tuple[Environment, str]], services: Iterable[Service]
+) -> list[Problem]:
+    """Two environments in one account must not write the same secrets or the same IAM policies.
+
+    Secret names are unique per account and region; a secret's read policy is named after its user
+    (`servicedb-<user>-secret-read`) on the execution role. Two stacks writing the same one would
+    overwrite each other's secrets or let one environment's role read only the other's secret.
+    """
+    problems = []
+    services = [s for s in services if s.retired is not True]
+    secrets_of: dict[tuple[str, str, str], str] = {}
+    policies_of: dict[tuple[str, str, str], str] = {}
+    for environment, source in environments:
+        where = f"[{environment.name}]"
+        key = (environment.account_id, environment.region, environment.secret_prefix)
+        if key in secrets_of and secrets_of[key] != environment.name:
+            problems.append(
+                Problem(
+                    source=source,
+                    subject=where,
+                    at="secret_name_prefix",
+                    message=(
+                        f"gives the same secret names as [{secrets_of[key]}] "
+                        f"({environment.secret_prefix}<service>/app) in account {environment.account_id}, "
+                        f"region {environment.region}: each stack would "
+                        "overwrite the other's secrets; set a different secret_name_prefix"
+                    ),
+                )
+            )
+        secrets_of.setdefault(key, environment.name)
+        try:
+            readers = [
+                (user, role)
+                for s in services
+                for user, role in (
+                    (f"{s.name}_app", environment.execution_role_for(s)),
+                    (f"{s.name}_migrator", environment.migration_execution_role_for(s)),
+                )
+            ]
+        except (KeyError, IndexError, ValueError, AttributeError):
+            continue  # the format itself is reported by environment_problems
+        clashes = []
+        for user, role in readers:
+            policy = (environment.account_id, role, user)
+            if policy in policies_of and policies_of[policy] != environment.name:
+                clashes.append((policies_of[policy], role, user))
+            policies_of.setdefault(policy, environment.name)
+        if clashes:
+            other, role, user = clashes[0]
+            more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+            problems.append(
+                Problem(
+                    source=source,
+                    subject=where,
+                    at="execution_role_format",
+                    message=(
+                        f"gives {user}'s secret to the execution role {role!r}, as [{other}] does in the same "
+                        f"account {environment.account_id}{more}: both stacks would write the policy "
+                        f"servicedb-{user}-secret-read on it; put {{env}} in execution_role_format, or set "
+                        "execution_role per environment"
+                    ),
+                )
+            )
     return problems
 
 
@@ -919,9 +1064,12 @@ def find_problems(
 
     by_name: dict[str, Service] = {}
     sources: dict[str, str] = {}
+    valid: list[Service] = []
     for service, source in services:
         own = service_problems(service, source=source)
         problems += own
+        if not own:
+            valid.append(service)  # type: ignore[arg-type]
         if not isinstance(service, Service) or not isinstance(service.name, str):
             continue
         if service.name in by_name:
@@ -939,8 +1087,14 @@ def find_problems(
     problems += cross_service_problems(by_name, sources)
 
     seen_environments: dict[str, str] = {}
+    valid_environments = []
     for environment, source in environments:
-        problems += environment_problems(environment, source=source)
+        own = environment_problems(environment, source=source)
+        problems += own
+        if not own:
+            valid_environments.append((environment, source))
+        elif any(problem.at in ("name", "max_connections") for problem in own):
+            continue  # what the checks below compare is itself wrong, and reported
         if environment.name in seen_environments:
             problems.append(
                 Problem(
@@ -953,4 +1107,5 @@ def find_problems(
         seen_environments[environment.name] = source
         problems += budget_problems(environment, by_name.values(), source=source)
         problems += execution_role_problems(environment, by_name.values(), source=source)
+    problems += shared_account_problems(valid_environments, [s for s in valid if by_name.get(s.name) is s])
     return problems

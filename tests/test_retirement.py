@@ -1,0 +1,144 @@
+"""Retirement and purge on a real PostgreSQL: data is dropped only when a purge is declared."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from servicedb.cli import main
+from servicedb.passwords import LocalSecrets
+from servicedb.server import LocalServer
+
+from clusters import admin, drop_services, write_services
+
+NAMES = ["gamma", "delta"]
+
+
+class Project:
+    """Declarations in a directory of their own, applied to the session's server with the CLI."""
+
+    def __init__(self, server: LocalServer, directory: Path) -> None:
+        self.server = server
+        self.services = directory / "services"
+        self.secrets = directory / "secrets.json"
+
+    def declare(self, **declarations: str) -> None:
+        for path in self.services.glob("*.py"):
+            path.unlink()
+        write_services(self.services, declarations)
+
+    def cli(self, command: str, *args: str) -> tuple[int, str]:
+        lines: list[str] = []
+        argv = [command, "--url", self.server.admin_url_with_password, "--services", str(self.services)]
+        code = main([*argv, "--secrets", str(self.secrets), *args], out=lines.append)
+        return code, "\n".join(lines)
+
+    def password(self, user: str) -> str:
+        return LocalSecrets(self.secrets).stored_passwords()[user]
+
+    def login(self, user: str, password: str | None = None, database: str = "gamma") -> psycopg.Connection:
+        return psycopg.connect(self.server.url(user, password or self.password(user), database), autocommit=True)
+
+    def exists(self) -> tuple[bool, list[str]]:
+        """Whether gamma's database exists, and which of its roles."""
+        with admin(self.server) as conn:
+            database = conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'gamma'").fetchone() == (1,)
+            roles = [r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'gamma%' ORDER BY 1")]
+        return database, roles
+
+    def rows(self) -> list[tuple[str]]:
+        with admin(self.server, "gamma") as conn:
+            conn.execute("SET ROLE gamma_owner")
+            return conn.execute("SELECT note FROM gamma.orders").fetchall()
+
+
+@pytest.fixture
+def project(server: LocalServer, tmp_path: Path) -> Iterator[Project]:
+    """gamma with a table and a row, read by delta."""
+    result = Project(server, tmp_path)
+    result.declare(gamma="Service(name='gamma')", delta="Service(name='delta', reads=(Reads(service='gamma'),))")
+    assert result.cli("apply")[0] == 0
+    with result.login("gamma_migrator") as conn:
+        conn.execute("CREATE TABLE orders (note text)")
+        conn.execute("INSERT INTO orders VALUES ('kept')")
+    yield result
+    drop_services(server, NAMES)
+
+
+ALL_ROLES = ["gamma_app", "gamma_migrator", "gamma_owner", "gamma_reader", "gamma_writer"]
+
+
+def test_retired_keeps_the_data_and_stops_every_login(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    app_password = project.password("gamma_app")
+    project.declare(
+        gamma="Service(name='gamma', retired=True)", delta="Service(name='delta', reads=(Reads(service='gamma'),))"
+    )
+    assert project.cli("apply")[0] == 1
+    assert (
+        "at reads[0].service: 'gamma' is retired: its data is kept, but nothing may read it" in capsys.readouterr().err
+    )
+
+    project.declare(gamma="Service(name='gamma', retired=True)", delta="Service(name='delta')")
+    code, plan = project.cli("plan")
+    assert code == 0
+    for line in (
+        "-- gamma_app: forbid login, remove its password",
+        'ALTER ROLE "gamma_app" NOLOGIN PASSWORD NULL;',
+        "-- gamma_migrator: forbid login, remove its password",
+        "-- revoke gamma_reader from delta_app (not declared)",
+    ):
+        assert line in plan.splitlines()
+    assert "DROP" not in plan
+    assert project.cli("apply")[0] == 0
+    assert project.cli("plan") == (0, "-- nothing to do: the server matches the declarations")
+    assert project.cli("verify")[0] == 0
+
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        project.login("gamma_app", app_password)
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        project.login("delta_app")
+    assert project.exists() == (True, ALL_ROLES)
+    assert project.rows() == [("kept",)]
+
+
+def test_a_service_no_longer_declared_keeps_everything(project: Project) -> None:
+    project.declare(delta="Service(name='delta')")
+    code, output = project.cli("apply")
+    assert code == 0
+    assert "DROP" not in output
+    assert project.exists() == (True, ALL_ROLES)
+    assert project.rows() == [("kept",)]
+
+
+def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
+    project.declare(gamma="Service(name='gamma', retired=True, purge=True)", delta="Service(name='delta')")
+    code, plan = project.cli("plan")
+    assert code == 0
+    assert plan.splitlines()[2:] == [
+        "-- revoke gamma_reader from delta_app (not declared)",
+        'REVOKE "gamma_reader" FROM "delta_app";',
+        "-- drop database gamma of purged service gamma, and all its data",
+        'DROP DATABASE IF EXISTS "gamma";',
+        *[
+            line
+            for role in ("gamma_app", "gamma_migrator", "gamma_writer", "gamma_reader", "gamma_owner")
+            for line in (f"-- drop role {role} of purged service gamma", f'DROP ROLE IF EXISTS "{role}";')
+        ],
+        "-- 7 statements to apply",
+    ]
+    assert project.cli("apply")[0] == 0
+    assert project.exists() == (False, [])
+    assert project.cli("plan") == (0, "-- nothing to do: the server matches the declarations")
+    assert project.cli("verify")[0] == 0
+
+
+def test_purge_after_terraform_deployed_it_enters_as_the_owner(project: Project) -> None:
+    """After a Terraform deploy the admin is not a member of the owner role: apply grants it to drop the database."""
+    with admin(project.server) as conn:
+        conn.execute("REVOKE gamma_owner FROM CURRENT_USER")
+    project.declare(gamma="Service(name='gamma', retired=True, purge=True)", delta="Service(name='delta')")
+    code, plan = project.cli("plan")
+    assert "-- the admin acts as gamma_owner, to drop the database of purged service gamma" in plan
+    assert project.cli("apply")[0] == 0
+    assert project.exists() == (False, [])
