@@ -89,19 +89,9 @@ def site(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with LocalServer(server.binaries) as fresh:
         secrets = tmp_path_factory.mktemp("secrets") / "s.json"
         result = Site(server=fresh, secrets=secrets, outputs=[], access=access)
-        code, output = result.cli("apply")
-        assert code == 0, output
-        for service in ("ledger", "checkout", "inventory"):
-            with result.login(f"{service}_migrator", service) as conn:
-                conn.execute(
-                    f"CREATE TABLE {OWN_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text)"
-                )
-                conn.execute(f"INSERT INTO {OWN_TABLE} (note) VALUES ('from the migrator')")
+        result.apply_and_migrate(("ledger", "checkout", "inventory"))
         yield result
-        secrets = json.loads(result.secrets.read_text())
-        for output in result.outputs:
-            for entry in secrets.values():
-                assert entry["password"] not in output
+        result.check_no_password_was_printed()
 
 
 def test_apply_says_what_each_grant_does_and_a_second_apply_has_nothing_to_do(site: Site) -> None:

@@ -58,22 +58,31 @@ class Cluster:
             self.server.admin_url, password=self.server.admin_password, dbname=database, autocommit=True
         )
 
+    def apply_and_migrate(self, services: tuple[str, ...]) -> None:
+        """Apply the declarations, then let each of `services`' migrators create and fill a table."""
+        code, output = self.cli("apply")
+        assert code == 0, output
+        for service in services:
+            with self.login(f"{service}_migrator", service) as conn:
+                conn.execute(
+                    f"CREATE TABLE {OWN_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text)"
+                )
+                conn.execute(f"INSERT INTO {OWN_TABLE} (note) VALUES ('from the migrator')")
+
+    def check_no_password_was_printed(self) -> None:
+        secrets = json.loads(self.secrets.read_text())
+        for output in self.outputs:
+            for entry in secrets.values():
+                assert entry["password"] not in output
+
 
 @pytest.fixture(scope="module")
 def cluster(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The test services applied, and each migrator's table created after the apply."""
     result = Cluster(server=server, secrets=tmp_path_factory.mktemp("secrets") / "local-secrets.json", outputs=[])
-    code, output = result.cli("apply")
-    assert code == 0, output
-    for service in ("ledger", "inventory", "checkout", "delivery"):
-        with result.login(f"{service}_migrator", service) as conn:
-            conn.execute(f"CREATE TABLE {OWN_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text)")
-            conn.execute(f"INSERT INTO {OWN_TABLE} (note) VALUES ('from the migrator')")
+    result.apply_and_migrate(("ledger", "inventory", "checkout", "delivery"))
     yield result
-    secrets = json.loads(result.secrets.read_text())
-    for output in result.outputs:
-        for entry in secrets.values():
-            assert entry["password"] not in output
+    result.check_no_password_was_printed()
 
 
 def test_second_apply_has_nothing_to_do(cluster: Cluster) -> None:
