@@ -72,6 +72,7 @@ def test_rejects_bad_iam_declarations(fields, expected):
     ("fields", "expected"),
     [
         ({"admin_iam_user": "Admin"}, "admin_iam_user: must be a PostgreSQL user name matching"),
+        ({"admin_iam_user": "admin_ops\n"}, "admin_iam_user: must be a PostgreSQL user name matching"),
         ({"admin_iam_user": "rds_admin"}, "admin_iam_user: 'rds_admin' starts with a prefix reserved"),
         ({"task_role_format": "{team}-task"}, "task_role_format: may use only {env} and {service}"),
         (

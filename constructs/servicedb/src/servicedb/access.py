@@ -218,13 +218,13 @@ def access_problems(
         if message:
             problems.append(Problem(source=source, subject=subject(access), at=at, message=message))
 
-    if not (isinstance(access.person, str) and PERSON_PATTERN.match(access.person)):
+    if not (isinstance(access.person, str) and PERSON_PATTERN.fullmatch(access.person)):
         add(
             "person",
             f"must be the person's handle, 2 to 24 lowercase letters and digits like 'jdoe' (it is part of "
             f"the role name), got {access.person!r}",
         )
-    if not (isinstance(access.principal_arn, str) and PRINCIPAL_ARN_PATTERN.match(access.principal_arn)):
+    if not (isinstance(access.principal_arn, str) and PRINCIPAL_ARN_PATTERN.fullmatch(access.principal_arn)):
         add(
             "principal_arn",
             "must be the person's IAM role or user ARN, like 'arn:aws:iam::123456789012:role/oncall-jdoe', "

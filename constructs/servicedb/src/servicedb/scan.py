@@ -36,7 +36,7 @@ class ScanError(Exception):
 
 def skip_check(resource: "TerraformElement", check_id: str, reason: str) -> None:
     """Record on `resource` that checkov's `check_id` does not apply to it, and why, in one line."""
-    if not CHECK_ID_PATTERN.match(check_id):
+    if not CHECK_ID_PATTERN.fullmatch(check_id):
         raise ValueError(f"{check_id!r} is not a checkov check id like 'CKV_AWS_149'")
     if not reason.strip() or "\n" in reason:
         raise ValueError(f"skip of {check_id} needs a one-line reason, got {reason!r}")

@@ -669,7 +669,7 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
             add(name, f"may use only {{env}} and {{service}}, got {value!r} ({why}); write it like {example!r}")
     add("rotation", check_int(environment.rotation, low=0, high=MAX_ROTATION))
     user = environment.admin_iam_user
-    if user is not None and not (isinstance(user, str) and NAME_PATTERN.match(user) and len(user) <= 63):
+    if user is not None and not (isinstance(user, str) and NAME_PATTERN.fullmatch(user) and len(user) <= 63):
         add("admin_iam_user", f"must be a PostgreSQL user name matching {NAME_PATTERN.pattern}, got {user!r}")
     elif user is not None and user.startswith(RESERVED_PREFIXES):
         add("admin_iam_user", f"{user!r} starts with a prefix reserved by PostgreSQL or RDS; choose another name")
