@@ -78,7 +78,9 @@ def synth(build) -> tuple[str, dict]:
     """Build into a fresh stack with the three providers; return the JSON text and parsed document."""
     stack = TerraformStack(Testing.app(), "test")
     providers = {
-        "postgresql_provider": PostgresqlProvider(stack, "postgresql", host="db.internal", superuser=False),
+        "postgresql_provider": PostgresqlProvider(
+            stack, "postgresql", host="db.internal", username="servicedb_admin", superuser=False
+        ),
         "aws_provider": AwsProvider(stack, "aws", region="eu-west-1"),
         "random_provider": RandomProvider(stack, "random"),
     }

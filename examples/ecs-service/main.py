@@ -11,7 +11,7 @@ this stack names (about 2 s instead of 12; see servicedb.lazy_aws).
 from servicedb import Environment, Service, ServiceDatabase, plan_service
 
 # isort: split
-from cdktf import App, Fn, TerraformStack
+from cdktf import App, Fn, TerraformStack, TerraformVariable
 from cdktf_cdktf_provider_aws.ecs_task_definition import EcsTaskDefinition
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.provider import AwsProvider
@@ -45,14 +45,17 @@ class PaymentsStack(TerraformStack):
     def __init__(self, scope: Construct, id_: str) -> None:
         super().__init__(scope, id_)
         aws = AwsProvider(self, "aws", region=STAGING.region, allowed_account_ids=[STAGING.account_id])
+        # The cluster's master user, which is not a superuser; its password is PGPASSWORD in the
+        # operator's environment. The construct makes it a member of the service's owner role.
+        admin = TerraformVariable(self, "postgresql_username", type="string", default="postgres")
         postgresql = PostgresqlProvider(
             self,
             "postgresql",
             host=STAGING.endpoint,
             port=STAGING.port,
+            username=admin.string_value,
             superuser=False,
             sslmode="require",
-            # username and password: PGUSER and PGPASSWORD in the operator's environment
         )
         random = RandomProvider(self, "random")
 

@@ -285,6 +285,16 @@ class ServiceDatabase(Construct):
     With `auth="iam"`, the task roles' `rds-db:connect` policies name the cluster by its resource
     id: `cluster_resource_id`, or else an `aws_rds_cluster` data source read by the cluster
     identifier (`cluster`).
+
+    With the `terraform` provisioner, `admin_role` (@default - the postgresql provider's
+    `username`) is the role the provider logs in as. It is made a member of the owner role
+    (`memberships/admin_in_owner`) before the database is created, and everything the provider
+    creates in the database depends on that: on RDS and Aurora the admin is not a superuser, and
+    PostgreSQL silently ignores a `GRANT ... ON DATABASE` (the provider takes no owner's role for
+    one) and refuses `CREATE EXTENSION` from a role that neither owns the database nor is a member
+    of its owner. On PostgreSQL 16 the admin also holds, as the creator of every role, an ADMIN-only
+    membership that lets it do neither; the provider may read that one back, so `with_admin_option`
+    is ignored on the membership.
     """
 
     def __init__(
@@ -293,6 +303,7 @@ class ServiceDatabase(Construct):
         id_: str,
         *,
         plan: p.ServicePlan,
+        admin_role: str | None = None,
         cluster_resource_id: str | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
@@ -353,6 +364,19 @@ class ServiceDatabase(Construct):
         if plan.app_clone is not None and self.app.clone_role is not None:
             roles[plan.app_clone.name] = self.app.clone_role.name
 
+        memberships = Construct(self, "memberships")
+        self.admin_membership = GrantRole(
+            memberships,
+            "admin_in_owner",
+            role=admin_role_of(plan, admin_role, postgresql_provider),
+            grant_role=self.owner_role.name,
+            # PostgreSQL 16 refuses the admin option here ("cannot be granted back to your own
+            # grantor"), and the provider reads back whichever membership row comes first: on 16,
+            # the ADMIN-only one CREATEROLE gives the creator of a role. Without this, every plan
+            # would replace the membership.
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["with_admin_option"]),
+            provider=postgresql_provider,
+        )
         self.database = Database(
             self,
             "database",
@@ -360,6 +384,8 @@ class ServiceDatabase(Construct):
             owner=self.owner_role.name,
             connection_limit=plan.database.connection_limit,
             lifecycle=KEEP,
+            # Everything inside the database depends on it, through the database's name.
+            depends_on=[self.admin_membership],
             provider=postgresql_provider,
         )
         self.schema = Schema(
@@ -373,7 +399,6 @@ class ServiceDatabase(Construct):
         )
 
         kinds = {role.name: str(role.kind) for role in plan.roles} | {p.PUBLIC: p.PUBLIC, p.RDS_IAM: p.RDS_IAM}
-        memberships = Construct(self, "memberships")
         for membership in plan.memberships:
             GrantRole(
                 memberships,
@@ -482,6 +507,18 @@ class ServiceDatabase(Construct):
         return grants
 
 
+def admin_role_of(plan: p.ServicePlan, admin_role: str | None, provider: TerraformProvider | None) -> str:
+    """The role the postgresql provider logs in as: `admin_role`, or the provider's `username`."""
+    admin_role = admin_role or getattr(provider, "username", None)
+    if not admin_role:
+        raise ValueError(
+            f"{plan.service}: give ServiceDatabase the role the postgresql provider logs in as "
+            "(admin_role=..., or a provider with username=...): it must be a member of the owner role "
+            f"{plan.owner.name} to grant on the database and create extensions"
+        )
+    return admin_role
+
+
 def cluster_resource_id_of(scope: Construct, plan: p.ServicePlan, aws_provider: TerraformProvider | None) -> str:
     """The cluster's resource id (`cluster-...`), which IAM database authentication names, read by
     an `aws_rds_cluster` data source (`cluster`) from the cluster identifier in the plan's secrets."""
@@ -510,6 +547,7 @@ class ServiceDatabases(Construct):
         id_: str,
         *,
         plan: p.Plan,
+        admin_role: str | None = None,
         cluster_resource_id: str | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
@@ -523,6 +561,7 @@ class ServiceDatabases(Construct):
                 self,
                 service.service,
                 plan=service,
+                admin_role=admin_role,
                 cluster_resource_id=cluster_resource_id,
                 postgresql_provider=postgresql_provider,
                 aws_provider=aws_provider,
