@@ -387,3 +387,25 @@ def test_the_admins_membership_ignores_the_admin_option_the_provider_reads_back(
     assert all(r.ignore_changes == {"with_admin_option"} for r in memberships.values())
     if built.server.binaries.major < 16:
         assert read == {False}  # one row; on 16 it depends on which of the two comes first (it was True here)
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_the_repositorys_stacks_apply_the_providers_way_and_plan_nothing_after(
+    server: LocalServer, synthesized: dict, environment: str
+) -> None:
+    """Whatever services/ declares: every postgresql_* resource of the environment's stack, applied
+    by the provider model, with no silent no-op, and a second plan that is empty. Extensions the
+    test server lacks are left out; `rds_iam`, which Aurora has, is created for IAM services."""
+    stack = json.loads(json.dumps(synthesized[f"{environment}-database-access"]))
+    with LocalServer(server.binaries) as fresh:
+        model = model_for(fresh)
+        with model.session("postgres") as conn:
+            available = {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
+            if "rds_iam" in json.dumps(stack):
+                conn.execute("CREATE ROLE rds_iam NOLOGIN")
+        extensions = stack["resource"].get("postgresql_extension", {})
+        for name in [name for name, extension in extensions.items() if extension["name"] not in available]:
+            del extensions[name]
+        model.apply(stack)
+        assert [(e.address, e.statement) for e in model.silent_no_ops] == []
+        assert model.plan(stack) == []
