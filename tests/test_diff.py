@@ -138,7 +138,8 @@ def current_for(wanted: Plan) -> Current:
         memberships=frozenset((m.member, m.role) for m in wanted.memberships),
         acting_as=frozenset(s.owner.name for s in wanted.services),
         databases=databases,
-        available_extensions=frozenset({"pgcrypto"}),
+        available_extensions=frozenset({"pgcrypto", "file_fdw"}),
+        trusted_extensions=frozenset({"pgcrypto"}),
     )
 
 
@@ -174,9 +175,21 @@ def test_revokes_what_public_holds_on_a_managed_database(wanted: Plan) -> None:
 
 def test_reports_an_unavailable_extension(wanted: Plan) -> None:
     current = dataclasses.replace(current_for(wanted), available_extensions=frozenset())
+    assert diff(wanted, current).problems == ()  # installed already: nothing to create
+    current = dataclasses.replace(current, databases={})
     assert diff(wanted, current).problems == (
         "extension pgcrypto of service billing is not available on this server (pg_available_extensions); "
         "install it on the server or remove it from the service",
+    )
+
+
+def test_reports_an_extension_only_a_superuser_may_create() -> None:
+    wanted = plan_services([Service(name="billing", extensions=("file_fdw", "pgcrypto"))], environment())
+    current = dataclasses.replace(current_for(wanted), databases={})
+    [problem] = diff(wanted, current).problems
+    assert problem.startswith(
+        "extension file_fdw of service billing is not trusted: only a superuser may create it, "
+        "and apply creates extensions as billing_owner"
     )
 
 

@@ -12,7 +12,7 @@ from servicedb.server import LocalServer
 
 from clusters import admin, drop_services, write_services
 
-NAMES = ["gamma", "delta"]
+NAMES = ["gamma", "delta", "epsilon"]
 
 
 class Project:
@@ -134,7 +134,7 @@ def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
 
 
 def test_purge_after_terraform_deployed_it_enters_as_the_owner(project: Project) -> None:
-    """After a Terraform deploy the admin is not a member of the owner role: apply grants it to drop the database."""
+    """When the admin is no longer a member of the owner role (revoked by hand), apply grants it to drop the database."""
     with admin(project.server) as conn:
         conn.execute("REVOKE gamma_owner FROM CURRENT_USER")
     project.declare(gamma="Service(name='gamma', retired=True, purge=True)", delta="Service(name='delta')")
@@ -142,3 +142,58 @@ def test_purge_after_terraform_deployed_it_enters_as_the_owner(project: Project)
     assert "-- the admin acts as gamma_owner, to drop the database of purged service gamma" in plan
     assert project.cli("apply")[0] == 0
     assert project.exists() == (False, [])
+
+
+def test_a_service_back_from_retirement_logs_in_after_one_apply(project: Project) -> None:
+    project.declare(gamma="Service(name='gamma', retired=True)", delta="Service(name='delta')")
+    assert project.cli("apply")[0] == 0
+    project.declare(gamma="Service(name='gamma')", delta="Service(name='delta')")
+    code, plan = project.cli("plan")
+    assert "-- gamma_app: allow login, set the password from its secret" in plan.splitlines()
+    assert "ALTER ROLE \"gamma_app\" LOGIN PASSWORD :'password_gamma_app';" in plan.splitlines()
+    assert project.cli("apply")[0] == 0
+    for user in ("gamma_app", "gamma_migrator"):
+        project.login(user).close()
+    assert project.cli("plan") == (0, "-- nothing to do: the server matches the declarations")
+
+
+def test_a_setting_a_user_gives_itself_in_a_database_is_reported_and_reset(project: Project) -> None:
+    with project.login("gamma_app") as conn:
+        declared = conn.execute("SHOW statement_timeout").fetchone()
+        conn.execute("ALTER ROLE gamma_app IN DATABASE gamma SET statement_timeout = 0")
+    with project.login("gamma_app") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+    code, output = project.cli("verify")
+    assert code == 1
+    assert "drift: gamma_app: reset its settings in database gamma (not declared: statement_timeout=0)" in output
+    assert project.cli("apply")[0] == 0
+    with project.login("gamma_app") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == declared
+    assert project.cli("verify")[0] == 0
+
+
+def test_an_extension_only_a_superuser_may_create_is_refused_before_anything_runs(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with admin(project.server) as conn:
+        untrusted = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM pg_available_extension_versions GROUP BY name HAVING NOT bool_or(trusted) ORDER BY 1"
+            )
+        ]
+    if not untrusted:
+        pytest.skip("this server has no extension that only a superuser may create")
+    project.declare(
+        gamma="Service(name='gamma')",
+        delta="Service(name='delta')",
+        epsilon=f"Service(name='epsilon', extensions=({untrusted[0]!r},))",
+    )
+    code, _ = project.cli("apply")
+    assert code == 1
+    output = capsys.readouterr().err
+    assert "refusing to apply anything" in output
+    assert f"extension {untrusted[0]} of service epsilon is not trusted: only a superuser may create it" in output
+    with admin(project.server) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'epsilon'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'epsilon%'").fetchone() == (0,)

@@ -64,18 +64,14 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
                 statements += role_changes(role, current)
     for grant in wanted.temporary:
         statements += role_changes(grant.role, current)
+    statements += database_setting_changes(current)
     statements += membership_changes(wanted, current, managed)
     for service in wanted.services:
         database = current.databases.get(service.database.name) if current else None
         statements += database_changes(service, database, managed)
         statements += contents_changes(service, database.contents if database else None, managed)
         if current:
-            missing = [e.name for e in service.extensions if e.name not in current.available_extensions]
-            problems += [
-                f"extension {name} of service {service.service} is not available on this server "
-                f"(pg_available_extensions); install it on the server or remove it from the service"
-                for name in missing
-            ]
+            problems += extension_problems(service, database, current)
     iam_services = [s.service for s in wanted.services if any(user.iam for user in s.login_users)]
     if current and iam_services and not current.rds_iam_exists:
         problems.append(
@@ -85,6 +81,30 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
         )
     statements += purge_changes(wanted, current)
     return Changes(statements=tuple(statements), problems=tuple(problems))
+
+
+def extension_problems(service: ServicePlan, database: DatabaseState | None, current: Current) -> list[str]:
+    """Why an extension of the service cannot be created: the server does not have it, or only a
+    superuser may create it (apply creates extensions as the service's owner). Found before the
+    first statement runs, so that apply refuses everything rather than stop halfway."""
+    installed = database.contents.extensions if database and database.contents else {}
+    problems = []
+    for extension in service.extensions:
+        if extension.name in installed:
+            continue
+        if extension.name not in current.available_extensions:
+            problems.append(
+                f"extension {extension.name} of service {service.service} is not available on this server "
+                f"(pg_available_extensions); install it on the server or remove it from the service"
+            )
+        elif extension.name not in current.trusted_extensions:
+            problems.append(
+                f"extension {extension.name} of service {service.service} is not trusted: only a superuser may "
+                f"create it, and apply creates extensions as {service.owner.name}; create it in database "
+                f"{service.database.name} by hand as a superuser (on RDS, rds_superuser may where "
+                f"rds.allowed_extensions lets it), or remove it from the service"
+            )
+    return problems
 
 
 def purge_changes(wanted: Plan, current: Current | None) -> Iterator[Statement]:
@@ -165,10 +185,15 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
         current_settings: Mapping[str, str] = {}
     else:
         changes = []
+        unknown = current is not None and role.name in current.unknown_passwords
+        set_password = False
         if state.login != role.login:
             changes.append((login, f"{'allow' if role.login else 'forbid'} login"))
             if not role.login:  # a retired service's user: its secret is gone, so is its password
                 changes.append((sql.SQL("PASSWORD NULL"), "remove its password"))
+            elif not role.iam and not unknown:  # back from retirement: it had no password left
+                changes.append((sql.SQL("PASSWORD {}").format(Password(role.name)), "set the password from its secret"))
+                set_password = True
         if state.inherit != role.inherit:
             changes.append((inherit, "inherit privileges" if role.inherit else "stop inheriting privileges"))
         if state.connection_limit != role.connection_limit:
@@ -186,7 +211,7 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
                 description=f"{role.name}: " + ", ".join(what for _, what in changes),
                 query=sql.SQL("ALTER ROLE {} {}").format(ident(role.name), sql.SQL(" ").join(o for o, _ in changes)),
             )
-        if role.login and not role.iam and current and current.password_ok.get(role.name) is False:
+        if not set_password and role.login and not role.iam and current and current.password_ok.get(role.name) is False:
             yield Statement(
                 description=f"{role.name}: set the password from its secret (the current one is rejected)",
                 query=sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident(role.name), Password(role.name)),
@@ -210,6 +235,16 @@ def role_changes(role: Role, current: Current | None) -> Iterator[Statement]:
                 description=f"{role.name}: reset {name} (was {now})",
                 query=sql.SQL("ALTER ROLE {} RESET {}").format(ident(role.name), sql.SQL(name)),
             )
+
+
+def database_setting_changes(current: Current | None) -> Iterator[Statement]:
+    """Reset what `ALTER ROLE <managed role> IN DATABASE ... SET` added: the plan declares none, and
+    such a setting wins over the role's own (an app user switching its statement_timeout off)."""
+    for (role, database), settings in sorted((current.database_settings if current else {}).items()):
+        yield Statement(
+            description=f"{role}: reset its settings in database {database} (not declared: {', '.join(settings)})",
+            query=sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(ident(role), ident(database)),
+        )
 
 
 def password_removal(role: Role, current: Current) -> Iterator[Statement]:

@@ -1,7 +1,7 @@
 """The current state: what the managed roles, databases and schemas look like on a live server.
 
 Read from the catalogs with a fixed number of queries on the admin connection (roles, settings,
-memberships, databases and their ACLs, and which users have a password where the admin may read
+settings in a database, memberships, databases and their ACLs, and which users have a password where the admin may read
 `pg_authid`) plus one round of queries per managed database (schemas,
 tables, sequences, default privileges, extensions, each with `aclexplode`), so the cost grows
 with the number of services, never with its square. Only the managed names are read; nothing
@@ -108,6 +108,8 @@ class Current:
     databases: Mapping[str, DatabaseState]
     """The managed databases that exist."""
     available_extensions: frozenset[str]
+    trusted_extensions: frozenset[str] = frozenset()
+    """Available extensions a role that is not a superuser may create where it has CREATE."""
     password_ok: Mapping[str, bool] = field(default_factory=dict)
     """Login user to whether its secret's password logs in; absent when not checked."""
     rds_iam_exists: bool = False
@@ -115,6 +117,9 @@ class Current:
     with_password: frozenset[str] | None = None
     """The managed login users that have a password, from `pg_authid`; None when the admin cannot
     read it (only superusers can, and the Aurora master user is not one)."""
+    database_settings: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    """(managed role, database) to the settings `ALTER ROLE ... IN DATABASE ... SET` gave it: the
+    plan declares none, and they win over the role's own (a declared statement_timeout included)."""
     unknown_passwords: frozenset[str] = frozenset()
     """Password users whose password the store does not have: the inactive user of an alternating
     pair, with Secrets Manager. Created without a password, and left alone otherwise."""
@@ -187,6 +192,19 @@ def inspect(
             {"roles": role_names},
         ).fetchall()
     )
+    database_settings = {
+        (role, database): tuple(config)
+        for role, database, config in conn.execute(
+            """
+            SELECT r.rolname, d.datname, s.setconfig
+            FROM pg_db_role_setting s
+            JOIN pg_roles r ON r.oid = s.setrole
+            JOIN pg_database d ON d.oid = s.setdatabase
+            WHERE r.rolname = ANY(%s)
+            """,
+            (role_names,),
+        )
+    }
     acting_as = frozenset(
         name
         for (name,) in conn.execute(
@@ -195,6 +213,9 @@ def inspect(
         )
     )
     available = frozenset(name for (name,) in conn.execute("SELECT name FROM pg_available_extensions"))
+    trusted = frozenset(
+        name for (name,) in conn.execute("SELECT DISTINCT name FROM pg_available_extension_versions WHERE trusted")
+    )
     with_password = None
     if authid_readable:
         with_password = frozenset(
@@ -237,8 +258,10 @@ def inspect(
         acting_as=acting_as,
         databases=states,
         available_extensions=available,
+        trusted_extensions=trusted,
         rds_iam_exists=rds_iam_exists,
         with_password=with_password,
+        database_settings=database_settings,
     )
 
 
