@@ -133,8 +133,8 @@ def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
     assert project.cli("verify")[0] == 0
 
 
-def test_purge_after_terraform_deployed_it_enters_as_the_owner(project: Project) -> None:
-    """When the admin is no longer a member of the owner role (revoked by hand), apply grants it to drop the database."""
+def test_purge_enters_as_the_owner_when_the_admin_is_no_longer_its_member(project: Project) -> None:
+    """A membership revoked by hand: apply grants the owner again to drop the database."""
     with admin(project.server) as conn:
         conn.execute("REVOKE gamma_owner FROM CURRENT_USER")
     project.declare(gamma="Service(name='gamma', retired=True, purge=True)", delta="Service(name='delta')")
