@@ -63,6 +63,7 @@ def test_resource_addresses_are_pinned(orders):
         "postgresql_grant.orders_grants_sequence_writer_5BAF962B",
         "postgresql_grant.orders_grants_table_reader_9DA15120",
         "postgresql_grant.orders_grants_table_writer_9C1C7E1D",
+        "postgresql_grant_role.orders_memberships_admin_in_owner_D784DE93",
         "postgresql_grant_role.orders_memberships_app_in_writer_8C5C66F6",
         "postgresql_grant_role.orders_memberships_migrator_in_owner_B66388A2",
         "postgresql_role.orders_app_role_4553103E",

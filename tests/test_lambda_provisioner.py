@@ -123,7 +123,9 @@ def test_ecs_secrets_are_the_terraform_modes(plan: Plan) -> None:
         stack = TerraformStack(Testing.app(), "test")
         providers = {"aws_provider": AwsProvider(stack, "aws", region="eu-west-1"), "random_provider": None}
         if plan.environment.provisioner == Provisioner.TERRAFORM:
-            providers["postgresql_provider"] = PostgresqlProvider(stack, "postgresql", host="db.internal")
+            providers["postgresql_provider"] = PostgresqlProvider(
+                stack, "postgresql", host="db.internal", username="servicedb_admin"
+            )
         providers["random_provider"] = RandomProvider(stack, "random")
         services = ServiceDatabases(stack, "services", plan=plan, **providers)
         for name, service in services.services.items():

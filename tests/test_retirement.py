@@ -197,3 +197,19 @@ def test_an_extension_only_a_superuser_may_create_is_refused_before_anything_run
     with admin(project.server) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'epsilon'").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'epsilon%'").fetchone() == (0,)
+
+
+def test_apply_refuses_a_recorded_service_whose_declaration_is_gone(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As cdktf synth does: with a record beside services/, a deleted file is refused by plan and
+    apply before anything runs, and the service keeps its logins until its declaration says otherwise."""
+    record = project.services.parent / "deployed.toml"
+    assert main(["record", "--services", str(project.services), "--record", str(record)], out=lambda _: None) == 0
+    (project.services / "gamma.py").unlink()
+    for command in ("plan", "apply"):
+        assert project.cli(command)[0] == 1
+        error = capsys.readouterr().err
+        assert "services/gamma.py: Service(name='gamma'): 1 problem\n  is gone, but the record lists gamma" in error
+    project.login("gamma_app").close()
+    assert project.rows() == [("kept",)]

@@ -36,7 +36,7 @@ from servicedb.load import default_access_dir, load_access, load_declarations, l
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
 from servicedb.plan import Plan, plan_services
 from servicedb.provisioner import Action, event
-from servicedb.record import changes, read_record, wanted_record, write_record
+from servicedb.record import changes, read_record, record_problems, wanted_record, write_record
 from servicedb.server import ServerError
 from servicedb.spec import Environment, Provisioner, Service, find_problems
 from servicedb.sql import render_script
@@ -69,6 +69,7 @@ def load_plan(args: argparse.Namespace, *, host: str = "localhost", port: int = 
     """The plan of `--services` and `--access` for `--env`, or for the local environment without
     it, and one line on each of the environment's break-glass grants (live, pending, expired)."""
     now = current_time()
+    check_record(args)  # first: a deleted declaration also breaks the reads of it
     access_dir = args.access or default_access_dir(args.services)
     if args.env:
         declarations = load_declarations(args.services, args.environments, access_dir)
@@ -84,6 +85,19 @@ def load_plan(args: argparse.Namespace, *, host: str = "localhost", port: int = 
     here = [(grant, source) for grant, source in access if grant.environment == environment.name]
     plan = plan_services(services, environment, access=[grant for grant, _ in here], now=now)
     return plan, [notice(grant, source, now) for grant, source in here]
+
+
+def check_record(args: argparse.Namespace) -> None:
+    """Refuse, as `cdktf synth` does, a service the record of deployed services lists whose
+    declaration is gone, or a record out of date; when there is a record (`--record`, or
+    `deployed.toml` beside the services directory). Without one, nothing is known to be deployed."""
+    record = args.record or Path(args.services).parent / "deployed.toml"
+    if not record.exists():
+        return
+    services, _ = load_services(args.services)  # their own problems are reported by the caller
+    problems = record_problems(services, services_dir=args.services, record=record)
+    if problems:
+        raise DeclarationError(problems)
 
 
 def local_services(directory: Path, environment: Environment) -> list[Service]:
@@ -324,6 +338,13 @@ def parser() -> argparse.ArgumentParser:
                 default=Path("environments.toml"),
                 metavar="FILE",
                 help="environment declarations (default: ./environments.toml)",
+            )
+            sub.add_argument(
+                "--record",
+                type=Path,
+                metavar="FILE",
+                help="the record of deployed services (default: deployed.toml beside --services, when it "
+                "exists): a recorded service whose declaration is gone is refused, as cdktf synth does",
             )
         if url:
             add_url(sub)
