@@ -1,5 +1,6 @@
 """Retirement and purge on a real PostgreSQL: data is dropped only when a purge is declared."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +214,23 @@ def test_apply_refuses_a_recorded_service_whose_declaration_is_gone(
         assert "services/gamma.py: Service(name='gamma'): 1 problem\n  is gone, but the record lists gamma" in error
     project.login("gamma_app").close()
     assert project.rows() == [("kept",)]
+
+
+def test_verify_logins_proves_who_logs_in_where(project: Project) -> None:
+    code, output = project.cli("verify", "--logins")
+    assert code == 0, output
+    assert "Logins tried: 8 (login user, database) pairs, 5 let in, by logging in." in output
+    # A user left with LOGIN and no password, as an un-retired service was before apply set it.
+    with admin(project.server) as conn:
+        conn.execute("ALTER ROLE gamma_app PASSWORD NULL")
+    assert project.cli("verify")[0] == 0  # the catalogs alone cannot tell
+    code, output = project.cli("verify", "--logins", "--format", "json")
+    assert code == 1
+    report = json.loads(output)
+    [difference] = [d["message"] for d in report["differences"] if d["kind"] == "login"]
+    assert difference == (
+        'gamma_app cannot log in to gamma (declared): password authentication failed for user "gamma_app"'
+    )
+    assert project.password("gamma_app") not in output
+    assert project.cli("apply")[0] == 0
+    assert project.cli("verify", "--logins")[0] == 0

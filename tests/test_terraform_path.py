@@ -409,3 +409,11 @@ def test_the_repositorys_stacks_apply_the_providers_way_and_plan_nothing_after(
         model.apply(stack)
         assert [(e.address, e.statement) for e in model.silent_no_ops] == []
         assert model.plan(stack) == []
+
+
+def test_verify_logins_on_the_terraform_built_cluster(built: TerraformBuilt) -> None:
+    code, output = built.cli("verify", "--logins")
+    assert code == 0, output
+    users = [user for service in built.plan.services for user in service.login_users] + list(built.plan.temporary)
+    assert f"Logins tried: {len(users) * len(built.plan.services)} (login user, database) pairs" in output
+    assert all(password not in output for password in built.passwords.values())

@@ -40,7 +40,7 @@ from servicedb.record import changes, read_record, record_problems, wanted_recor
 from servicedb.server import ServerError
 from servicedb.spec import Environment, Provisioner, Service, find_problems
 from servicedb.sql import render_script
-from servicedb.verify import FORMATS, verify
+from servicedb.verify import FORMATS, LOGIN_CONNECTIONS, prove_logins, verify
 
 LOCAL = "local"
 URL_VARIABLE = "SERVICEDB_URL"
@@ -157,9 +157,9 @@ class Server:
             where = f"{redacted(self.url)} (database {database or self.admin_database})"
             raise UsageError(f"cannot connect to {where}: {reason}") from None
 
-    def connect_as(self, user: str, password: str) -> psycopg.Connection:
+    def connect_as(self, user: str, password: str, database: str | None = None) -> psycopg.Connection:
         return self.connection_class.connect(
-            self.url, user=user, password=password, dbname=self.admin_database, connect_timeout=15
+            self.url, user=user, password=password, dbname=database or self.admin_database, connect_timeout=15
         )
 
 
@@ -218,6 +218,10 @@ def cmd_verify(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     plan, _ = load_plan(args, host=server.host, port=server.port)
     with server.connect() as conn:
         report = verify(conn, plan, connect=server.connect)
+    if args.logins:
+        store = password_store(args, plan)
+        passwords = store.stored_passwords() if isinstance(store, LocalSecrets) else store.passwords(plan)
+        report = prove_logins(report, plan, passwords, server.connect_as)
     out(FORMATS[args.format](report).rstrip("\n"))
     return 0 if report.ok else 1
 
@@ -373,6 +377,12 @@ def parser() -> argparse.ArgumentParser:
     )
     verify_parser.add_argument(
         "--format", choices=sorted(FORMATS), default="text", help="output format (default: text)"
+    )
+    verify_parser.add_argument(
+        "--logins",
+        action="store_true",
+        help="also log in as every login user with its stored secret (--secrets) to every managed database, "
+        f"{LOGIN_CONNECTIONS} at a time, and report each login that differs from the declarations",
     )
     event_parser = command(
         "event",

@@ -15,16 +15,18 @@ who has temporary access, to what, why and until when. A temporary role still on
 its `VALID UNTIL` is a difference (`expired`) until `servicedb expire` removes it.
 """
 
+import dataclasses
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import IntEnum
 
 from servicedb.access import ROLE_REGEX, AccessLevel, current_time, timestamp
 from servicedb.diff import diff
-from servicedb.driver import Connection
+from servicedb.driver import Connection, failure
 from servicedb.inspect import USER_SCHEMAS, Current, inspect
 from servicedb.plan import Plan, RoleKind
 
@@ -59,8 +61,21 @@ class Difference:
     kind: str
     """`access` (the matrix differs from the declarations), `drift` (a statement apply would
     run), `unmanaged` (an undeclared login role reaches a managed database), `expired` (a
-    temporary role past its time that `servicedb expire` has not removed yet)."""
+    temporary role past its time that `servicedb expire` has not removed yet), `login` (with
+    `--logins`: a user logged in where it is not declared to, or could not where it is)."""
     message: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Login:
+    """One login tried with the user's stored secret: whether the server let it in, and if not why."""
+
+    user: str
+    database: str
+    connected: bool
+    declared: bool
+    refused: str = ""
+    """The server's message (never the password), when it did not let the user in."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -93,6 +108,8 @@ class Report:
     """The break-glass grants live at the time of the check."""
     notes: tuple[str, ...] = ()
     """What could not be checked on this server, and why; not a difference."""
+    logins: tuple[Login, ...] = ()
+    """With `--logins`: every (login user, managed database) pair, tried."""
 
     @property
     def ok(self) -> bool:
@@ -347,6 +364,86 @@ def notes(wanted: Plan, current: Current) -> list[str]:
     ]
 
 
+LOGIN_CONNECTIONS = 8
+"""Logins tried at once by `prove_logins`; each connection is opened and closed at once."""
+
+
+def declared_logins(wanted: Plan) -> dict[str, set[str]]:
+    """Where each login user is declared to connect: its service's database, the app users the
+    databases they read too, a break-glass role its grant's service."""
+    reads: dict[str, set[str]] = {}
+    for membership in wanted.reads:
+        reads.setdefault(membership.member, set()).add(membership.role.removesuffix(f"_{RoleKind.READER}"))
+    declared = {
+        user.name: {service.service} | reads.get(user.name, set())
+        for service in wanted.services
+        for user in service.login_users
+    }
+    declared |= {grant.role.name: {grant.service} for grant in wanted.temporary}
+    return declared
+
+
+def prove_logins(
+    report: Report,
+    wanted: Plan,
+    passwords: Mapping[str, str],
+    connect_as: Callable[[str, str, str], object],
+    *,
+    parallel: int = LOGIN_CONNECTIONS,
+) -> Report:
+    """`report` with every login user's login to every managed database tried, with its stored
+    secret: a `login` difference for each pair where the server's answer is not the declared one.
+
+    `connect_as(user, password, database)` opens a connection. A user that logs in with IAM, or
+    whose secret the store does not have, is not tried, and a note says so.
+    """
+    declared = declared_logins(wanted)
+    iam = sorted(user.name for service in wanted.services for user in service.login_users if user.iam)
+    users = [user for user in declared if user in passwords and user not in iam]
+    missing = sorted(set(declared) - set(users) - set(iam))
+    pairs = [(user, database) for user in users for database in report.databases]
+
+    def attempt(pair: tuple[str, str]) -> Login:
+        user, database = pair
+        try:
+            connect_as(user, passwords[user], database).close()  # type: ignore[attr-defined]
+            return Login(user=user, database=database, connected=True, declared=database in declared[user])
+        except Exception as error:
+            refused = failure(error)
+            if refused is None:
+                raise
+            return Login(
+                user=user,
+                database=database,
+                connected=False,
+                declared=database in declared[user],
+                # The server's words, without the client's "connection to server at ... failed:".
+                refused=refused.message.rsplit("FATAL:", 1)[-1].strip(),
+            )
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        logins = tuple(pool.map(attempt, pairs))
+    differences = [
+        Difference(kind="login", message=f"{login.user} logged in to {login.database} (declared: no)")
+        if login.connected
+        else Difference(
+            kind="login", message=f"{login.user} cannot log in to {login.database} (declared): {login.refused}"
+        )
+        for login in logins
+        if login.connected != login.declared
+    ]
+    notes = (
+        [f"logins of {', '.join(iam)}: they log in with IAM tokens, which this check does not generate"] if iam else []
+    )
+    notes += [f"logins of {', '.join(missing)}: the secrets store has no password for them"] if missing else []
+    return dataclasses.replace(
+        report,
+        differences=report.differences + tuple(differences),
+        notes=report.notes + tuple(notes),
+        logins=logins,
+    )
+
+
 def cell(report: Report, user: str, database: str) -> tuple[str, bool]:
     """The cell's text and whether it matches the declarations."""
     got = report.access[user][database].level
@@ -397,6 +494,11 @@ def temporary_row(state: TemporaryAccessState) -> tuple[str, ...]:
 
 def differences_lines(report: Report) -> list[str]:
     not_checked = [f"Not checked: {note}" for note in report.notes]
+    if report.logins:
+        connected = sum(login.connected for login in report.logins)
+        not_checked.insert(
+            0, f"Logins tried: {len(report.logins)} (login user, database) pairs, {connected} let in, by logging in."
+        )
     if report.ok:
         return ["OK: every login user's access matches the declarations.", *not_checked]
     count = len(report.differences)
@@ -491,6 +593,7 @@ def as_json(report: Report) -> str:
         "differences": [asdict(d) for d in report.differences],
         "temporary_access": [asdict(state) for state in report.temporary],
         "notes": list(report.notes),
+        "logins": [asdict(login) for login in report.logins],
     }
     return json.dumps(document, indent=2) + "\n"
 
