@@ -47,6 +47,8 @@ def test_resource_addresses_are_pinned(orders):
         "aws_secretsmanager_secret_version.orders_app_secret_value_499C882E",
         "aws_secretsmanager_secret_version.orders_migrator_secret_value_CC6A2535",
         "postgresql_database.orders_database_E3C4CBAD",
+        "postgresql_default_privileges.orders_default_privileges_function_public_3C62436E",
+        "postgresql_default_privileges.orders_default_privileges_function_writer_80CF62F5",
         "postgresql_default_privileges.orders_default_privileges_sequence_reader_A06BBC22",
         "postgresql_default_privileges.orders_default_privileges_sequence_writer_F6BD58DB",
         "postgresql_default_privileges.orders_default_privileges_table_reader_C4089FD6",

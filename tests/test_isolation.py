@@ -333,3 +333,49 @@ def test_matrix_as_markdown_and_html(cluster: Cluster) -> None:
     assert code == 0
     assert page.startswith("<!doctype html>")
     assert '<tr><th>checkout_app</th><td class="write">write</td><td class="none">-</td>' in page
+
+
+SECURITY_DEFINER = f"""
+CREATE FUNCTION add_note(note text) RETURNS void LANGUAGE sql SECURITY DEFINER
+SET search_path = ledger AS $$ INSERT INTO {OWN_TABLE} (note) VALUES (note) $$
+"""
+
+
+def test_only_the_services_own_app_calls_its_functions(cluster: Cluster) -> None:
+    """A SECURITY DEFINER function runs as the owner: a reader allowed to call it could write."""
+    with cluster.login("ledger_migrator", "ledger") as conn:
+        conn.execute(SECURITY_DEFINER)
+        conn.execute("CREATE PROCEDURE touch() LANGUAGE sql AS $$ SELECT 1 $$")
+    with cluster.login("ledger_app", "ledger") as conn:
+        conn.execute("SELECT ledger.add_note('by the app, through the function')")
+        conn.execute("CALL ledger.touch()")
+    with cluster.login("checkout_app", "ledger") as conn:  # reads ledger
+        for statement in ("SELECT ledger.add_note('by a reader')", "CALL ledger.touch()"):
+            with pytest.raises(errors.InsufficientPrivilege, match="permission denied for"):
+                conn.execute(statement)
+    assert cluster.cli("verify")[0] == 0
+
+
+def test_verify_reports_execute_outside_the_plan_and_apply_takes_it_back(cluster: Cluster) -> None:
+    with cluster.login("inventory_migrator", "inventory") as conn:
+        conn.execute("CREATE FUNCTION answer() RETURNS int LANGUAGE sql AS $$ SELECT 42 $$")
+        conn.execute("GRANT EXECUTE ON FUNCTION answer() TO PUBLIC")
+        conn.execute("GRANT EXECUTE ON FUNCTION answer() TO inventory_reader")
+        # What a migrator might do for everything it creates later, in any schema.
+        conn.execute("ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC")
+    with cluster.login("checkout_app", "inventory") as conn:
+        assert conn.execute("SELECT inventory.answer()").fetchone() == (42,)
+    code, output = cluster.cli("verify")
+    assert code == 1
+    for drift in (
+        "drift: revoke EXECUTE on functions and procedures in inventory.inventory from PUBLIC",
+        "drift: revoke EXECUTE on function inventory.inventory.answer() from inventory_reader (not declared)",
+        "drift: PUBLIC no longer gets EXECUTE on functions inventory_owner creates in any schema of inventory",
+    ):
+        assert drift in output, output
+    assert cluster.cli("apply")[0] == 0
+    assert cluster.cli("verify")[0] == 0
+    with cluster.login("checkout_app", "inventory") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT inventory.answer()")
+    with cluster.login("inventory_app", "inventory") as conn:
+        assert conn.execute("SELECT inventory.answer()").fetchone() == (42,)

@@ -67,6 +67,7 @@ def test_app_user_gets_dml_only_through_the_writer_role_and_its_limits(wanted):
         ("orders_writer", "orders", "schema", ("USAGE",)),
         ("orders_writer", "orders", "table", ("SELECT", "INSERT", "UPDATE", "DELETE")),
         ("orders_writer", "orders", "sequence", ("USAGE", "SELECT", "UPDATE")),
+        ("orders_writer", "orders", "function", ("EXECUTE",)),
     }
     assert not orders.writer.login
 
@@ -87,6 +88,7 @@ def test_public_loses_everything_on_the_database_and_create_on_the_public_schema
     assert {h for h in holdings(orders) if h[0] == PUBLIC} == {
         (PUBLIC, None, "database", ()),
         (PUBLIC, "public", "schema", ("USAGE",)),
+        (PUBLIC, "orders", "function", ()),
     }
 
 
@@ -97,11 +99,14 @@ def test_no_privilege_is_ever_all(wanted):
 
 def test_default_privileges_cover_tables_the_owner_creates_later(wanted):
     orders = wanted.service("orders")
-    assert {(d.owner, d.object_type, d.grantee, d.privileges) for d in orders.default_privileges} == {
-        ("orders_owner", "table", "orders_writer", ("SELECT", "INSERT", "UPDATE", "DELETE")),
-        ("orders_owner", "sequence", "orders_writer", ("USAGE", "SELECT", "UPDATE")),
-        ("orders_owner", "table", "orders_reader", ("SELECT",)),
-        ("orders_owner", "sequence", "orders_reader", ("SELECT",)),
+    assert {(d.owner, d.schema, d.object_type, d.grantee, d.privileges) for d in orders.default_privileges} == {
+        ("orders_owner", "orders", "table", "orders_writer", ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        ("orders_owner", "orders", "sequence", "orders_writer", ("USAGE", "SELECT", "UPDATE")),
+        ("orders_owner", "orders", "table", "orders_reader", ("SELECT",)),
+        ("orders_owner", "orders", "sequence", "orders_reader", ("SELECT",)),
+        # Functions: the writer may call them; PUBLIC loses EXECUTE in every schema, readers get none.
+        ("orders_owner", None, "function", PUBLIC, ()),
+        ("orders_owner", "orders", "function", "orders_writer", ("EXECUTE",)),
     }
 
 

@@ -158,12 +158,19 @@ def assert_safe(plan: Plan, declared: list[Service]) -> None:
     # A single writer per table: only the roles of the service that owns the database write in it.
     for database, roles in writers(plan).items():
         assert {service_of.get(role) for role in roles} == {database}, (database, roles)
-    # No grant to PUBLIC, but USAGE on the `public` schema; no default privilege for PUBLIC.
+    # No grant to PUBLIC, but USAGE on the `public` schema; no default privilege for PUBLIC, and
+    # EXECUTE on the owner's functions taken from it in every schema; EXECUTE for the writer only.
     for grant in plan.grants:
         if grant.grantee == PUBLIC:
             allowed = {"USAGE"} if (grant.object_type, grant.schema) == (ObjectType.SCHEMA, PUBLIC) else set()
             assert set(grant.privileges) <= allowed, grant
-    assert all(d.grantee != PUBLIC for s in plan.services for d in s.default_privileges)
+    assert all(not d.privileges for s in plan.services for d in s.default_privileges if d.grantee == PUBLIC)
+    for service in plan.services:
+        assert (None, ObjectType.FUNCTION, PUBLIC, ()) in {
+            (d.schema, d.object_type, d.grantee, d.privileges) for d in service.default_privileges
+        }
+        executing = {g.grantee for g in (*service.grants, *service.default_privileges) if "EXECUTE" in g.privileges}
+        assert executing == {service.writer.name}
     for service in plan.services:
         # Every login user has exactly one secret, and every secret is a login user's.
         assert sorted(s.username for s in service.secrets) == sorted(u.name for u in service.login_users)

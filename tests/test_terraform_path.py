@@ -417,3 +417,19 @@ def test_verify_logins_on_the_terraform_built_cluster(built: TerraformBuilt) -> 
     users = [user for service in built.plan.services for user in service.login_users] + list(built.plan.temporary)
     assert f"Logins tried: {len(users) * len(built.plan.services)} (login user, database) pairs" in output
     assert all(password not in output for password in built.passwords.values())
+
+
+def test_only_the_services_own_app_calls_its_functions(built: TerraformBuilt) -> None:
+    """The default privileges Terraform declared: PUBLIC does not get EXECUTE on the owner's new
+    functions, the writer does, so a reader cannot write through a SECURITY DEFINER function."""
+    with built.login("ledger_migrator", "ledger") as conn:
+        conn.execute(
+            f"CREATE FUNCTION add_note(note text) RETURNS void LANGUAGE sql SECURITY DEFINER "
+            f"SET search_path = ledger AS $$ INSERT INTO {OWN_TABLE} (note) VALUES (note) $$"
+        )
+    with built.login("ledger_app", "ledger") as conn:
+        conn.execute("SELECT ledger.add_note('by the app')")
+    with built.login("checkout_app", "ledger") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT ledger.add_note('by a reader')")
+    assert built.cli("verify")[0] == 0
+    assert built.model.plan(built.stack) == []

@@ -420,6 +420,12 @@ class ServiceDatabase(Construct):
 
         grants = Construct(self, "grants")
         for grant in plan.grants:
+            if grant.object_type == p.ObjectType.FUNCTION:
+                # Functions that exist already are the SQL path's (`servicedb apply`): the provider
+                # reads back every routine in the schema, an extension's too, which the owner cannot
+                # grant on, and would plan the grant again forever. A database Terraform creates has
+                # none of the owner's; the default privileges below cover what the migrator creates.
+                continue
             chained.append(
                 Grant(
                     grants,
@@ -441,6 +447,7 @@ class ServiceDatabase(Construct):
                     defaults,
                     f"{default.object_type}_{kinds[default.grantee]}",
                     database=self.database.name,
+                    # None: in every schema, where PUBLIC's EXECUTE on new functions is taken away.
                     schema=schema_name(default.schema),
                     owner=roles[default.owner],
                     object_type=str(default.object_type),

@@ -37,8 +37,14 @@ ON_TARGET = {
     ObjectType.SCHEMA: "SCHEMA",
     ObjectType.TABLE: "ALL TABLES IN SCHEMA",
     ObjectType.SEQUENCE: "ALL SEQUENCES IN SCHEMA",
+    ObjectType.FUNCTION: "ALL ROUTINES IN SCHEMA",
 }
-DEFAULT_TARGET = {ObjectType.TABLE: "TABLES", ObjectType.SEQUENCE: "SEQUENCES"}
+DEFAULT_TARGET = {ObjectType.TABLE: "TABLES", ObjectType.SEQUENCE: "SEQUENCES", ObjectType.FUNCTION: "FUNCTIONS"}
+OBJECT_KEYWORD = {ObjectType.TABLE: "TABLE", ObjectType.SEQUENCE: "SEQUENCE", ObjectType.FUNCTION: "ROUTINE"}
+
+BUILT_IN_DEFAULTS = {ObjectType.FUNCTION: {PUBLIC: frozenset({"EXECUTE"})}}
+"""What PostgreSQL gives on new objects where no default privileges say otherwise, beyond the
+owner: PUBLIC may EXECUTE every new function and procedure."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -373,7 +379,7 @@ def contents_changes(service: ServicePlan, contents: Contents | None, managed: s
             else:
                 have = schemas[grant.schema][1].get(grant.grantee, frozenset())
             yield from inside(grant_changes(grant, have))
-        elif grant.object_type in (ObjectType.TABLE, ObjectType.SEQUENCE):
+        elif grant.object_type in (ObjectType.TABLE, ObjectType.SEQUENCE, ObjectType.FUNCTION):
             relations = contents.relations_in(grant.schema or "", grant.object_type) if contents else ()
             held = [r.acl.get(grant.grantee, frozenset()) for r in relations]
             if contents is None:
@@ -386,12 +392,16 @@ def contents_changes(service: ServicePlan, contents: Contents | None, managed: s
         yield from inside(stray_grants(service, contents, managed))
 
     for default in service.default_privileges:
-        have = contents.default_acls.get((owner, default.schema, default.object_type), {}) if contents else {}
+        # Without an entry of its own, the owner's defaults in no schema are PostgreSQL's built-in ones.
+        built_in = BUILT_IN_DEFAULTS.get(default.object_type, {}) if default.schema is None else {}
+        have = (
+            contents.default_acls.get((owner, default.schema, default.object_type), built_in) if contents else built_in
+        )
         yield from inside(default_privilege_changes(default, have.get(default.grantee, frozenset())))
     if contents:
         declared = {(d.schema, d.object_type, d.grantee) for d in service.default_privileges}
         for (role, schema_name, object_type), acl in sorted(contents.default_acls.items(), key=str):
-            if role != owner or schema_name != schema.name:
+            if role != owner or schema_name not in (schema.name, None):
                 continue
             for grantee_name, privileges in sorted(acl.items()):
                 if (schema_name, object_type, grantee_name) not in declared and grantee_name != owner:
@@ -444,8 +454,12 @@ def stray_grants(service: ServicePlan, contents: Contents, managed: set[str]) ->
             if (relation.schema, relation.object_type, name) in declared or name == relation.owner:
                 continue
             if revocable(name, managed):
-                keyword = "TABLE" if relation.object_type == ObjectType.TABLE else "SEQUENCE"
-                target = sql.SQL(keyword + " {}.{}").format(ident(relation.schema), ident(relation.name))
+                keyword = OBJECT_KEYWORD[relation.object_type]
+                # A routine's name is its signature, as PostgreSQL quotes it (`f(integer)`).
+                name_sql = (
+                    sql.SQL(relation.name) if relation.object_type == ObjectType.FUNCTION else ident(relation.name)
+                )
+                target = sql.SQL(keyword + " {}.{}").format(ident(relation.schema), name_sql)
                 yield revoke(
                     relation.object_type,
                     target,
@@ -506,10 +520,12 @@ def default_privilege_changes(default: DefaultPrivilege, have: frozenset[str]) -
     missing = in_privilege_order(default.object_type, wanted - have)
     extra = in_privilege_order(default.object_type, have - wanted)
     objects = DEFAULT_TARGET[default.object_type]
-    prefix = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {}").format(
-        ident(default.owner), ident(default.schema)
+    prefix = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}").format(ident(default.owner))
+    if default.schema is not None:
+        prefix = sql.SQL("{} IN SCHEMA {}").format(prefix, ident(default.schema))
+    where = f"{default.object_type}s {default.owner} creates in " + (
+        f"{default.database}.{default.schema}" if default.schema else f"any schema of {default.database}"
     )
-    where = f"{default.object_type}s {default.owner} creates in {default.database}.{default.schema}"
     if extra:
         yield Statement(
             description=f"{display(default.grantee)} no longer gets {', '.join(extra)} on {where}",

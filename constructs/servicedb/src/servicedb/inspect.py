@@ -35,10 +35,12 @@ RELATION_KINDS = {
     "m": ObjectType.TABLE,
     "f": ObjectType.TABLE,
     "S": ObjectType.SEQUENCE,
+    "routine": ObjectType.FUNCTION,
 }
-"""pg_class.relkind to the object type of `GRANT ... ON ALL TABLES|SEQUENCES IN SCHEMA`."""
+"""pg_class.relkind (and `routine` for pg_proc) to the object type of `GRANT ... ON ALL
+TABLES|SEQUENCES|ROUTINES IN SCHEMA`."""
 
-DEFAULT_ACL_TYPES = {"r": ObjectType.TABLE, "S": ObjectType.SEQUENCE}
+DEFAULT_ACL_TYPES = {"r": ObjectType.TABLE, "S": ObjectType.SEQUENCE, "f": ObjectType.FUNCTION}
 
 GRANTEE = "CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END"
 USER_SCHEMAS = "left(n.nspname, 3) <> 'pg_' AND n.nspname <> 'information_schema'"
@@ -61,6 +63,9 @@ class RoleState:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Relation:
+    """A table or sequence; or a function or procedure, whose name is its signature (`f(integer)`,
+    quoted as PostgreSQL quotes it)."""
+
     schema: str
     name: str
     object_type: ObjectType
@@ -291,6 +296,21 @@ def inspect_contents(conn: Connection) -> Contents:
         """
     ):
         relations.setdefault((schema, name), (kind, owner, []))[2].append((grantee, privilege))
+    # Functions and procedures, but an extension's: those are its own (a superuser's, for a trusted
+    # extension), and neither path grants on them.
+    for schema, name, owner, grantee, privilege in conn.execute(
+        f"""
+        SELECT n.nspname, format('%I(%s)', p.proname, pg_get_function_identity_arguments(p.oid)),
+               pg_get_userbyid(p.proowner), {GRANTEE}, a.privilege_type
+        FROM pg_proc p
+        JOIN pg_namespace n ON n.oid = p.pronamespace
+        LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a ON true
+        WHERE {USER_SCHEMAS} AND NOT EXISTS (
+            SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e'
+        )
+        """
+    ):
+        relations.setdefault((schema, name), ("routine", owner, []))[2].append((grantee, privilege))
 
     default_acls: dict[tuple[str, str | None, ObjectType], list[tuple[str, str | None]]] = {}
     for owner, schema, kind, grantee, privilege in conn.execute(
@@ -299,7 +319,7 @@ def inspect_contents(conn: Connection) -> Contents:
         FROM pg_default_acl d
         LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
         CROSS JOIN LATERAL aclexplode(d.defaclacl) a
-        WHERE d.defaclobjtype IN ('r', 'S')
+        WHERE d.defaclobjtype IN ('r', 'S', 'f')
         """
     ):
         default_acls.setdefault((owner, schema, DEFAULT_ACL_TYPES[kind]), []).append((grantee, privilege))

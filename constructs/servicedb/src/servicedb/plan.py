@@ -42,6 +42,7 @@ WRITE_PRIVILEGES = {
 
 TABLE_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_DML = ("USAGE", "SELECT", "UPDATE")
+ROUTINE_USE = ("EXECUTE",)
 
 DATABASE_ADMIN_RESERVE = 3
 """Connections a service's database keeps beyond its users' limits, for operators."""
@@ -52,6 +53,8 @@ class ObjectType(StrEnum):
     SCHEMA = "schema"
     TABLE = "table"
     SEQUENCE = "sequence"
+    FUNCTION = "function"
+    """Functions and procedures (routines): EXECUTE."""
 
 
 class RoleKind(StrEnum):
@@ -135,6 +138,7 @@ class Grant:
             ObjectType.SCHEMA: f"schema {self.database}.{self.schema}",
             ObjectType.TABLE: f"tables in {self.database}.{self.schema}",
             ObjectType.SEQUENCE: f"sequences in {self.database}.{self.schema}",
+            ObjectType.FUNCTION: f"functions and procedures in {self.database}.{self.schema}",
         }[self.object_type]
 
     @property
@@ -146,10 +150,12 @@ class Grant:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DefaultPrivilege:
-    """What `grantee` gets on objects that `owner` creates later in the schema."""
+    """What `grantee` gets on objects that `owner` creates later in the schema; with no schema, in
+    any schema of the database, which is the only way to take from PUBLIC what PostgreSQL gives it
+    by default (EXECUTE on functions): defaults in a schema only add to those."""
 
     database: str
-    schema: str
+    schema: str | None
     owner: str
     object_type: ObjectType
     grantee: str
@@ -560,12 +566,20 @@ def wanted_service(
         on_all(ObjectType.SEQUENCE, writer.name, SEQUENCE_DML),
         on_all(ObjectType.TABLE, reader.name, ("SELECT",)),
         on_all(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
+        # The owner's functions and procedures: the service's own app calls them, and nobody else.
+        # A SECURITY DEFINER function runs as the owner: EXECUTE for PUBLIC (PostgreSQL's default)
+        # would let every reader write through it. Readers get no EXECUTE.
+        on_all(ObjectType.FUNCTION, PUBLIC, ()),
+        on_all(ObjectType.FUNCTION, writer.name, ROUTINE_USE),
     )
     default_privileges = (
         later(ObjectType.TABLE, writer.name, TABLE_DML),
         later(ObjectType.SEQUENCE, writer.name, SEQUENCE_DML),
         later(ObjectType.TABLE, reader.name, ("SELECT",)),
         later(ObjectType.SEQUENCE, reader.name, ("SELECT",)),
+        # For every schema of the database: PUBLIC's EXECUTE is a default in no schema.
+        dataclasses.replace(later(ObjectType.FUNCTION, PUBLIC, ()), schema=None),
+        later(ObjectType.FUNCTION, writer.name, ROUTINE_USE),
     )
 
     def secret(user: Role, reader_role: str, inactive_user: Role | None = None) -> Secret:
@@ -747,6 +761,11 @@ def writes(grant: Grant | DefaultPrivilege) -> bool:
     return bool(WRITE_PRIVILEGES.get(grant.object_type, frozenset()) & set(grant.privileges))
 
 
+def executes(grant: Grant | DefaultPrivilege) -> bool:
+    """Whether the grant lets its grantee call functions or procedures."""
+    return grant.object_type == ObjectType.FUNCTION and "EXECUTE" in grant.privileges
+
+
 def wildcards(policy: dict[str, object]) -> list[str]:
     """Every `*` in the policy's actions and resources, as `Action: secretsmanager:*`, ..."""
     found = []
@@ -766,7 +785,8 @@ class PlanInvariantError(AssertionError):
 def check_invariants(wanted: Plan) -> None:
     """Isolation rules every plan must hold, whatever the declarations were.
 
-    - PUBLIC holds nothing on a service's database, schema or tables, and only USAGE on `public`;
+    - PUBLIC holds nothing on a service's database, schema, tables or functions, and only USAGE on
+      `public`; it gets nothing on what the owner creates later, EXECUTE on functions included;
     - a table or sequence is written only by roles of the service that owns it, directly, by
       default privileges, or through membership of a role that can write;
     - a role is granted another service's role only if that role is the other's reader;
@@ -794,11 +814,27 @@ def check_invariants(wanted: Plan) -> None:
                 problems.append(f"PUBLIC is granted {grant.privileges} ({grant.description})")
         elif writes(grant) and service_of.get(grant.grantee) != grant.database:
             problems.append(f"a second writer: {grant.description}")
+        elif executes(grant) and grant.grantee != role_name(grant.database, RoleKind.WRITER):
+            problems.append(f"EXECUTE for another than the writer: {grant.description}")
 
     for service in wanted.services:
         for default in service.default_privileges:
-            if default.grantee == PUBLIC or (writes(default) and service_of.get(default.grantee) != default.database):
+            if (default.grantee == PUBLIC and default.privileges) or (
+                writes(default) and service_of.get(default.grantee) != default.database
+            ):
                 problems.append(f"default privileges let {default.grantee} write {default.database}.{default.schema}")
+            if executes(default) and default.grantee != service.writer.name:
+                problems.append(f"default privileges let {default.grantee} execute the functions of {default.database}")
+        public_execute = DefaultPrivilege(
+            database=service.database.name,
+            schema=None,
+            owner=service.owner.name,
+            object_type=ObjectType.FUNCTION,
+            grantee=PUBLIC,
+            privileges=(),
+        )
+        if public_execute not in service.default_privileges:
+            problems.append(f"PUBLIC keeps EXECUTE on the functions {service.owner.name} creates")
         login_names = {user.name for user in service.login_users}
         for user in service.login_users:
             secrets = [secret for secret in service.secrets if user.name in secret.users]

@@ -22,6 +22,7 @@ PRIVILEGES = {
     ObjectType.SCHEMA: ("USAGE", "CREATE"),
     ObjectType.TABLE: ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"),
     ObjectType.SEQUENCE: ("USAGE", "SELECT", "UPDATE"),
+    ObjectType.FUNCTION: ("EXECUTE",),
 }
 """Every privilege of each object type, in PostgreSQL's order; statements list them, never `ALL`."""
 
