@@ -21,7 +21,7 @@ from servicedb.cli import Server, apply_plan, local_environment, local_services
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import plan_services
 from servicedb.server import LocalServer, available_binaries
-from servicedb.verify import verify
+from servicedb.verify import prove_logins, verify
 
 TARGETS = {"apply": 10.0, "noop": 2.0, "verify": 5.0}
 """Seconds, for 100 services."""
@@ -71,6 +71,8 @@ class Result:
     apply: Phase
     noop: Phase
     verify: Phase
+    logins: Phase
+    """`verify --logins`: the matrix, then every login user tried on every database."""
     ok: bool
 
 
@@ -109,7 +111,14 @@ def measure(count: int) -> Result:
                 reports.append(verify(conn, plan, connect=server.connect))
 
         checked = timed(run_verify)
-        return Result(count, statements, apply, noop, checked, reports[0].ok)
+
+        def run_logins() -> None:
+            with server.connect() as conn:
+                report = verify(conn, plan, connect=server.connect)
+            reports.append(prove_logins(report, plan, store.stored_passwords(), server.connect_as))
+
+        logins = timed(run_logins)
+        return Result(count, statements, apply, noop, checked, logins, reports[0].ok and reports[1].ok)
 
 
 def median_phase(phases: list[Phase]) -> Phase:
@@ -128,6 +137,7 @@ def summarize(runs: list[Result]) -> Result:
         apply=median_phase([r.apply for r in runs]),
         noop=median_phase([r.noop for r in runs]),
         verify=median_phase([r.verify for r in runs]),
+        logins=median_phase([r.logins for r in runs]),
         ok=all(r.ok for r in runs),
     )
 
@@ -149,7 +159,8 @@ def section(results: list[Result]) -> str:
     rows = [
         f"| {r.services} | {r.statements} | {r.apply.seconds:.2f} s | {r.noop.seconds:.2f} s "
         f"({r.noop.queries} queries, {r.noop.connections} connections) | {r.verify.seconds:.2f} s "
-        f"({r.verify.queries} queries, {r.verify.connections} connections) | {'yes' if r.ok else 'NO'} |"
+        f"({r.verify.queries} queries, {r.verify.connections} connections) | {r.logins.seconds:.2f} s "
+        f"({r.logins.connections} connections) | {'yes' if r.ok else 'NO'} |"
         for r in results
     ]
     first, largest = results[0], results[-1]
@@ -157,8 +168,9 @@ def section(results: list[Result]) -> str:
     query_growth = largest.verify.queries / first.verify.queries
     return "\n".join(
         [
-            "| services | statements | apply from empty | second apply (nothing to do) | verify | verify exit 0 |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| services | statements | apply from empty | second apply (nothing to do) | verify "
+            "| verify --logins | verify exit 0 |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
             *(f"- {line}." for line in verdicts(results)),
@@ -166,6 +178,9 @@ def section(results: list[Result]) -> str:
             f"{query_growth:.1f}x: one round per managed database and a fixed few, never services x services. "
             "A second apply also opens one short connection per login user, to check that its password "
             "still logs in.",
+            f"- `verify --logins` logs in as each of the {2 * largest.services} login users to each of the "
+            f"{largest.services} databases: {2 * largest.services * largest.services} logins, 8 at a time, "
+            "each a SCRAM-SHA-256 authentication; it grows with users x databases by design.",
         ]
     )
 
