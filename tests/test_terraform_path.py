@@ -433,3 +433,17 @@ def test_only_the_services_own_app_calls_its_functions(built: TerraformBuilt) ->
         conn.execute("SELECT ledger.add_note('by a reader')")
     assert built.cli("verify")[0] == 0
     assert built.model.plan(built.stack) == []
+
+
+def test_a_setting_a_user_gives_itself_in_a_database_is_seen_on_a_terraform_built_cluster(
+    built: TerraformBuilt,
+) -> None:
+    """The provider reads role-wide settings only; servicedb verify sees the per-database ones."""
+    with built.login("delivery_app", "delivery") as conn:
+        conn.execute("ALTER ROLE delivery_app IN DATABASE delivery SET idle_in_transaction_session_timeout = 0")
+    assert built.model.plan(built.stack) == []  # invisible to the provider
+    code, output = built.cli("verify")
+    assert code == 1
+    assert "delivery_app: reset its settings in database delivery" in output
+    assert built.cli("apply")[0] == 0
+    assert built.cli("verify")[0] == 0
