@@ -25,13 +25,18 @@ export CHECKPOINT_DISABLE := 1
 MACHINE_PATH := $(PATH)
 export PATH := $(CURDIR)/node_modules/.bin:$(MACHINE_PATH)
 
-.PHONY: synth test lint scan bench install clean
+.PHONY: synth test lint scan snapshots bench install clean
 
 synth: $(VENV)/.installed node_modules/.installed
 	$(CDKTF) synth
 
 test: lint scan
 	$(VENV)/bin/python -m pytest
+
+# Rewrite the snapshot of the repository's own stacks (tests/test_repository.py) after a change to
+# services/, environments.toml or access/; review its diff in the pull request with the change.
+snapshots: $(VENV)/.installed node_modules/.installed
+	$(VENV)/bin/python -m pytest tests/test_repository.py -k snapshot --snapshot-update -q
 
 # checkov over every synthesized stack; a finding fails unless its construct skips it with a reason.
 scan: synth $(CHECKOV_INSTALLED)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository's declarations, each of its stacks synthesized once, and real PostgreSQL servers.
+"""Shared fixtures: the example project's declarations (tests/example), each of its stacks synthesized
+once, and real PostgreSQL servers.
 
 jsii runs its JavaScript on the first `node` on PATH: the tests put the Node.js that `npm ci`
 installs (node_modules/.bin, 22 or newer) first, as the Makefile does, before anything starts it,
@@ -32,16 +33,27 @@ from servicedb.app import build_app
 from servicedb.load import Declarations, load_declarations
 from servicedb.server import LocalServer, available_binaries
 
-from projects import CDKTF, Run, cdktf_synth_command, clean_environment, copy_project, plain_import_synth_command
+from projects import (
+    CDKTF,
+    Run,
+    cdktf_synth_command,
+    clean_environment,
+    copy_example_stack,
+    copy_project,
+    example_readme_command,
+    plain_import_synth_command,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = Path(__file__).resolve().parent / "example"
+"""The library's example project (tests/example/README.md): never the repository's own declarations."""
 NODE_BIN = ROOT / "node_modules" / ".bin"
 
 if (NODE_BIN / "node").exists():
     os.environ["PATH"] = f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --disable-warning=DEP0044".strip()
 
-SUBPROCESS_SYNTHS = {"cli_synth", "plain_import_synth"}
+SUBPROCESS_SYNTHS = {"cli_synth", "plain_import_synth", "example_readme"}
 runs: dict[str, Run] = {}
 
 
@@ -58,6 +70,15 @@ def start_synths() -> dict[str, Run]:
             project=project,
             env=clean_environment(CDKTF_OUTDIR=str(project / "plain.out")),
         )
+        # examples/ecs-service's README, run as written in a fresh copy: the machine's Python, node and
+        # npm only, none of this repository's tooling on PATH.
+        example = copy_example_stack(project.parent / "example")
+        machine_path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != str(NODE_BIN))
+        env = clean_environment(PATH=machine_path)
+        del env["CHECKPOINT_DISABLE"]  # the README says when to set it
+        if not Path(env.get("TF_CLI_CONFIG_FILE", "/")).is_file():  # a machine's setting, not the example's
+            env.pop("TF_CLI_CONFIG_FILE", None)
+        runs["example_readme"] = Run.start("example", example_readme_command(), project=example, env=env)
     return runs
 
 
@@ -88,7 +109,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def declarations() -> Declarations:
-    return load_declarations(ROOT / "services", ROOT / "environments.toml")
+    return load_declarations(EXAMPLE / "services", EXAMPLE / "environments.toml")
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +132,13 @@ def finished(name: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
 def cli_synth() -> tuple[Path, subprocess.CompletedProcess[str]]:
     """`cdktf synth` of a copy of this repository: the copy (output in cdktf.out/) and the result."""
     return finished("cli_synth")
+
+
+@pytest.fixture(scope="session")
+def example_readme() -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """examples/ecs-service/README.md's commands, run as written in a fresh copy of the directory."""
+    run = start_synths()["example_readme"]
+    return run.project, run.wait(timeout_seconds=600)
 
 
 @pytest.fixture(scope="session")

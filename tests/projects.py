@@ -1,4 +1,4 @@
-"""Copies of this repository's app, synthesized in subprocesses.
+"""Copies of this repository's app with the example project's declarations, synthesized in subprocesses.
 
 Two synths of one copy, in the same directory (the local backend's state path is absolute): by the
 cdktf CLI, as `make synth` does, and by Python after the plain, full import of the AWS provider
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = Path(__file__).resolve().parent / "example"
 CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
@@ -40,18 +41,47 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 def copy_project(destination: Path) -> Path:
-    """main.py, cdktf.json and the declarations (services, environments, break-glass access) with
-    their record, with the repository's virtualenv and node_modules."""
+    """main.py and cdktf.json with the example project's declarations (services, environments,
+    break-glass access) and record, and the repository's virtualenv and node_modules."""
     destination.mkdir(parents=True)
     (destination / "node_modules").symlink_to(ROOT / "node_modules")
-    for name in ("main.py", "environments.toml", "deployed.toml"):
-        shutil.copy(ROOT / name, destination / name)
+    shutil.copy(ROOT / "main.py", destination / "main.py")
+    for name in ("environments.toml", "deployed.toml"):
+        shutil.copy(EXAMPLE / name, destination / name)
     for directory in ("services", "access"):
-        shutil.copytree(ROOT / directory, destination / directory)
+        shutil.copytree(EXAMPLE / directory, destination / directory)
     config = json.loads((ROOT / "cdktf.json").read_text())
     config["app"] = f"{PYTHON} main.py"
     (destination / "cdktf.json").write_text(json.dumps(config))
     return destination
+
+
+EXAMPLE_STACK = ROOT / "examples" / "ecs-service"
+
+
+def readme_commands(readme: Path) -> list[str]:
+    """The first indented code block of a README: the commands it tells the reader to run."""
+    commands: list[str] = []
+    for line in readme.read_text().splitlines():
+        if line.startswith("    ") and line.strip():
+            commands.append(line.strip())
+        elif commands:
+            break
+    return commands
+
+
+def copy_example_stack(destination: Path) -> Path:
+    """examples/ecs-service as a fresh checkout has it, where its README's relative path to the
+    library (../../constructs/servicedb) leads to this repository's."""
+    (destination / "constructs").mkdir(parents=True)
+    (destination / "constructs" / "servicedb").symlink_to(ROOT / "constructs" / "servicedb")
+    target = destination / "examples" / "ecs-service"
+    shutil.copytree(EXAMPLE_STACK, target, ignore=shutil.ignore_patterns(".venv", "node_modules", "cdktf.out"))
+    return target
+
+
+def example_readme_command() -> list[str]:
+    return ["bash", "-euo", "pipefail", "-c", " && ".join(readme_commands(EXAMPLE_STACK / "README.md"))]
 
 
 def cdktf_synth_command(project: Path) -> list[str]:

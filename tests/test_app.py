@@ -13,7 +13,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from servicedb.app import main
 from servicedb.plan import plan_services
 
-from projects import ROOT, cdktf_synth_command, copy_project, run_synth
+from projects import EXAMPLE, cdktf_synth_command, copy_project, run_synth
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def write_bad_declarations(directory: Path) -> tuple[Path, Path]:
         "from servicedb import Reads, Service\nSERVICE = Service(name='orders', reads=(Reads(service='biling'),))\n"
     )
     environments = directory / "environments.toml"
-    environments.write_text((ROOT / "environments.toml").read_text())
+    environments.write_text((EXAMPLE / "environments.toml").read_text())
     (directory / "deployed.toml").write_text('[services]\norders = "active"\n')
     return services, environments
 

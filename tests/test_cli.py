@@ -24,6 +24,7 @@ from servicedb.server import LocalServer, scratch_directory
 from servicedb.sql import scram_verifier
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = Path(__file__).resolve().parent / "example"
 TEST_SERVICES = Path(__file__).parent / "services"
 
 
@@ -120,7 +121,7 @@ def grants_from_terraform(stack: dict) -> set[tuple]:
 def test_sql_path_and_terraform_agree_on_every_grant(server: LocalServer, synthesized: dict, tmp_path: Path) -> None:
     """Apply the repository's services with the SQL path, read the grants back from the catalogs,
     and compare them with the synthesized postgresql_* resources of the dev stack."""
-    declarations = load_declarations(ROOT / "services", ROOT / "environments.toml")
+    declarations = load_declarations(EXAMPLE / "services", EXAMPLE / "environments.toml")
     # Extensions grant nothing, and the embedded server has no pgcrypto.
     services = [dataclasses.replace(s, extensions=()) for s in declarations.services]
     plan = plan_services(services, declarations.environment("dev"))
@@ -208,11 +209,11 @@ def test_fails_clearly_on_unknown_environment(capsys: pytest.CaptureFixture[str]
     code, _ = run_cli(
         "sql",
         "--services",
-        str(ROOT / "services"),
+        str(EXAMPLE / "services"),
         "--env",
         "staging",
         "--environments",
-        str(ROOT / "environments.toml"),
+        str(EXAMPLE / "environments.toml"),
     )
     assert code == 1
     assert "no environment named 'staging' (declared: dev, prod)" in capsys.readouterr().err
@@ -250,7 +251,7 @@ def test_rejects_a_secrets_file_readable_by_others(tmp_path: Path) -> None:
 
 @mock_aws
 def test_reads_passwords_from_secrets_manager() -> None:
-    declarations = load_declarations(ROOT / "services", ROOT / "environments.toml")
+    declarations = load_declarations(EXAMPLE / "services", EXAMPLE / "environments.toml")
     plan = plan_services(declarations.services, declarations.environment("dev"))
     client = boto3.client("secretsmanager", region_name="eu-west-1")
     for service in plan.services[:-1]:
@@ -282,7 +283,7 @@ def scratch() -> Iterator[Path]:
 
 def test_demo_applies_the_example_services_and_leaves_nothing_running(scratch: Path) -> None:
     result = subprocess.run(
-        [Path(sys.executable).parent / "servicedb", "demo"],
+        [Path(sys.executable).parent / "servicedb", "demo", "--services", str(EXAMPLE / "services")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -311,7 +312,7 @@ def test_every_command_has_help(command: str) -> None:
 
 @mock_aws
 def test_a_declared_environment_reads_secrets_manager_unless_told_otherwise(tmp_path: Path) -> None:
-    declarations = load_declarations(ROOT / "services", ROOT / "environments.toml")
+    declarations = load_declarations(EXAMPLE / "services", EXAMPLE / "environments.toml")
     plan = plan_services(declarations.services, declarations.environment("prod"))
     args = parser().parse_args(["apply", "--url", "postgresql://admin@db.internal/postgres", "--env", "prod"])
     assert isinstance(password_store(args, plan), SecretsManagerSecrets)
@@ -356,7 +357,7 @@ def test_a_grant_of_another_environment_is_not_applied_locally(tmp_path: Path) -
     shutil.copytree(TEST_SERVICES, tmp_path / "services")
     (tmp_path / "access").mkdir()
     (tmp_path / "access" / "inc-1.py").write_text(
-        (ROOT / "access" / "2026-11-02-inc-4711.py").read_text().replace('service="orders"', 'service="ledger"')
+        (EXAMPLE / "access" / "2026-11-02-inc-4711.py").read_text().replace('service="orders"', 'service="ledger"')
     )
     code, script = run_cli("sql", "--services", str(tmp_path / "services"))
     assert code == 0

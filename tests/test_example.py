@@ -56,3 +56,25 @@ def test_the_library_builds_as_a_wheel_with_its_modules(tmp_path):
     ):
         assert f"servicedb/{module}.py" in names
     assert "servicedb/py.typed" in names
+
+
+def test_the_readme_commands_synthesize_the_stack_in_a_fresh_copy(example_readme) -> None:
+    directory, result = example_readme
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads((directory / "cdktf.out" / "stacks" / "payments" / "cdk.tf.json").read_text())
+    assert "aws_ecs_task_definition" in document["resource"]
+    output = result.stdout + result.stderr
+    for unwanted in ("[ERROR]", "end-of-life", "ENOTFOUND", "Traceback"):
+        assert unwanted not in output, output[-3000:]
+
+
+def test_what_the_readme_commands_leave_is_ignored_by_git(example_readme) -> None:
+    directory, result = example_readme
+    assert result.returncode == 0
+    created = sorted(
+        path.name for path in directory.iterdir() if not (ROOT / "examples" / "ecs-service" / path.name).exists()
+    )
+    assert created == [".venv", "cdktf.out", "node_modules"]
+    paths = [f"examples/ecs-service/{name}/" for name in created] + ["constructs/servicedb/build/"]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == paths

@@ -31,6 +31,7 @@ from servicedb.stack import DatabaseAccessStack
 from factories import GRANT_FROM, temporary_access
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = Path(__file__).resolve().parent / "example"
 ENVIRONMENTS = Path(__file__).parent / "environments.toml"
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 STACK = "stage-database-access"
@@ -53,7 +54,7 @@ def no_access(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def declarations(no_access: Path) -> Declarations:
-    return load_declarations(ROOT / "services", ENVIRONMENTS, no_access)
+    return load_declarations(EXAMPLE / "services", ENVIRONMENTS, no_access)
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +294,7 @@ def test_a_read_is_the_functions_to_apply(plan: Plan) -> None:
 def test_servicedb_event_prints_what_the_invocation_sends(plan: Plan, no_access: Path) -> None:
     lines: list[str] = []
     code = main(
-        ["event", "--env", "stage", "--services", str(ROOT / "services"), "--environments", str(ENVIRONMENTS)]
+        ["event", "--env", "stage", "--services", str(EXAMPLE / "services"), "--environments", str(ENVIRONMENTS)]
         + ["--access", str(no_access), "--action", "verify"],
         out=lines.append,
     )
@@ -303,7 +304,18 @@ def test_servicedb_event_prints_what_the_invocation_sends(plan: Plan, no_access:
 
 
 def test_servicedb_event_refuses_an_environment_without_the_function(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["event", "--env", "dev", "--services", str(ROOT / "services")], out=print)
+    code = main(
+        [
+            "event",
+            "--env",
+            "dev",
+            "--services",
+            str(EXAMPLE / "services"),
+            "--environments",
+            str(EXAMPLE / "environments.toml"),
+        ],
+        out=print,
+    )
     assert code == 1
     assert "--env dev: its provisioner is terraform, not lambda" in capsys.readouterr().err
 

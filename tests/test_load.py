@@ -34,7 +34,7 @@ def in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def test_loads_the_repositorys_declarations(declarations):
+def test_loads_the_example_projects_declarations(declarations):
     assert [s.name for s in declarations.services] == ["billing", "catalog", "orders", "shipping"]
     assert [e.name for e in declarations.environments] == ["dev", "prod"]
     assert declarations.environment("prod").kms_key_arn.startswith("arn:aws:kms:")

@@ -9,7 +9,7 @@ from servicedb.cli import main
 from servicedb.load import load_services
 from servicedb.record import State, read_record, record_problems
 
-ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = Path(__file__).resolve().parent / "example"
 
 
 def declare(services: Path, name: str, **fields: object) -> None:
@@ -46,8 +46,8 @@ def problems(project: Path) -> list[str]:
 
 
 def test_the_repositorys_record_is_up_to_date():
-    services, _ = load_services(ROOT / "services")
-    assert record_problems(services, services_dir=ROOT / "services", record=ROOT / "deployed.toml") == []
+    services, _ = load_services(EXAMPLE / "services")
+    assert record_problems(services, services_dir=EXAMPLE / "services", record=EXAMPLE / "deployed.toml") == []
 
 
 def test_record_lists_every_service_and_its_state(project: Path):
@@ -76,7 +76,7 @@ def test_refuses_a_deleted_declaration_of_a_deployed_service(project: Path, caps
 def test_cdktf_synth_refuses_a_deleted_declaration_and_writes_nothing(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
-    (project / "environments.toml").write_text((ROOT / "environments.toml").read_text())
+    (project / "environments.toml").write_text((EXAMPLE / "environments.toml").read_text())
     (project / "services" / "orders.py").unlink()
     monkeypatch.setenv("CDKTF_OUTDIR", str(project / "cdktf.out"))
     assert synth_main(Path("services"), Path("environments.toml"), Path("deployed.toml")) == 1

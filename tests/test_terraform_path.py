@@ -390,10 +390,11 @@ def test_the_admins_membership_ignores_the_admin_option_the_provider_reads_back(
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])
-def test_the_repositorys_stacks_apply_the_providers_way_and_plan_nothing_after(
+def test_the_example_projects_stacks_apply_the_providers_way_and_plan_nothing_after(
     server: LocalServer, synthesized: dict, environment: str
 ) -> None:
-    """Whatever services/ declares: every postgresql_* resource of the environment's stack, applied
+    """The example project's stacks (tests/example; the repository's own: test_repository.py): every
+    postgresql_* resource of the environment's stack, applied
     by the provider model, with no silent no-op, and a second plan that is empty. Extensions the
     test server lacks are left out; `rds_iam`, which Aurora has, is created for IAM services."""
     stack = json.loads(json.dumps(synthesized[f"{environment}-database-access"]))

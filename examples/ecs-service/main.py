@@ -8,6 +8,18 @@ servicedb is imported first: from then on, `cdktf_cdktf_provider_aws` imports on
 this stack names (about 2 s instead of 12; see servicedb.lazy_aws).
 """
 
+import os
+from pathlib import Path
+
+# jsii starts with the first import of cdktf: it runs on the Node.js 22 that `npm ci` put in
+# node_modules/, not on an older one of the machine's. cdktf's TerraformOutput uses util.isArray,
+# deprecated since Node.js 22 (DEP0044).
+NODE = Path(__file__).resolve().parent / "node_modules" / ".bin" / "node"
+if NODE.exists():
+    os.environ.setdefault("JSII_NODE", str(NODE))
+    os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --disable-warning=DEP0044".strip()
+
+# isort: split
 from servicedb import Environment, Service, ServiceDatabase, plan_service
 
 # isort: split
