@@ -27,7 +27,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(MACHINE_PATH)
 
 .PHONY: synth test lint scan snapshots bench install clean
 
+# The declarations are checked first, so that a problem is printed once, not again by the cdktf CLI.
 synth: $(VENV)/.installed node_modules/.installed
+	@$(VENV)/bin/python main.py --check
 	$(CDKTF) synth
 
 test: lint scan

@@ -8,6 +8,9 @@ jsii runs on the Node.js 22 that `npm ci` installs in node_modules/.bin, even wh
 was started with an older `node` (set JSII_NODE to choose another). On it, cdktf's TerraformOutput
 calls util.isArray, deprecated since Node.js 22 (DEP0044); cdktf is archived and will not change,
 so that one warning is turned off.
+
+`python main.py --check` only validates the declarations, printing each problem once (`make synth`
+runs it before the cdktf CLI).
 """
 
 import os
@@ -22,4 +25,4 @@ if __name__ == "__main__":
     if NODE.exists():
         os.environ.setdefault("JSII_NODE", str(NODE))
         os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --disable-warning=DEP0044".strip()
-    sys.exit(main())
+    sys.exit(main(check="--check" in sys.argv[1:]))

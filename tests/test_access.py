@@ -81,7 +81,11 @@ def test_rejects_a_grant_that_ends_before_it_starts(until):
         ("principal_arn", "arn:aws:iam::123456789012:group/oncall", "at principal_arn: must be"),
         ("principal_arn", "arn:aws:iam::123456789012:role/oncall\n", "at principal_arn: must be"),
         ("environment", "staging", "at environment: no environment named 'staging' (declared: test)"),
-        ("service", "ordres", "at service: no service named 'ordres' (declared: billing, orders)"),
+        (
+            "service",
+            "ordres",
+            "at service: no service named 'ordres'; did you mean 'orders'? (declared: billing, orders)",
+        ),
         ("ticket", "", "at ticket: must name the incident or ticket this access is for"),
         ("ticket", "INC-1\nmore", "at ticket: must be one line of at most 200 characters"),
         ("level", "admin", "at level: must be one of 'read', 'write', got 'admin'"),

@@ -13,7 +13,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from servicedb.app import main
 from servicedb.plan import plan_services
 
-from projects import EXAMPLE, cdktf_synth_command, copy_project, run_synth
+from projects import EXAMPLE, ROOT, cdktf_synth_command, clean_environment, copy_project, run_synth
 
 
 @pytest.fixture
@@ -339,3 +339,18 @@ def test_cdktf_synth_says_what_each_grant_does(cli_synth):
         "servicedb: access/2026-11-02-inc-4711.py: expired at 2026-11-02T13:00:00Z: jdoe may read orders in prod "
         "(INC-4711); creates nothing" in result.stdout
     )
+
+
+def test_main_check_prints_each_problem_once_and_writes_nothing(tmp_path):
+    """`make synth` runs it before the cdktf CLI, which would print each problem twice."""
+    project = copy_project(tmp_path / "project")
+    python = [str(ROOT / ".venv" / "bin" / "python"), "main.py", "--check"]
+    good = subprocess.run(python, cwd=project, capture_output=True, text=True, env=clean_environment())
+    assert (good.returncode, good.stdout, good.stderr) == (0, "", "")
+    (project / "services" / "orders.py").write_text(
+        "from servicedb import Reads, Service\nSERVICE = Service(name='orders', reads=(Reads(service='biling'),))\n"
+    )
+    bad = subprocess.run(python, cwd=project, capture_output=True, text=True, env=clean_environment())
+    assert bad.returncode == 1
+    assert bad.stderr.count("no service named 'biling'; did you mean 'billing'?") == 1
+    assert not (project / "cdktf.out").exists()

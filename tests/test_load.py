@@ -61,7 +61,7 @@ def test_skips_private_modules(tmp_path):
         ("SERVICE = (\n", "module: is not valid Python: '(' was never closed at line 1"),
         (
             "import not_a_module_here\n",
-            "module: failed to import: ModuleNotFoundError: No module named 'not_a_module_here'",
+            "module: at line 1: failed to import: ModuleNotFoundError: No module named 'not_a_module_here'",
         ),
         ("X = 1\n", "module: defines no SERVICE; add SERVICE = Service(name=...) (see services/orders.py)"),
         (
@@ -240,8 +240,12 @@ def test_rejects_a_network_table_without_its_required_settings(tmp_path):
         "network.database_vpc_cidr",
         "network.database_route_table_ids",
         "network.cluster_security_group_id",
+        # and, at once, what is wrong with what is there
+        "network.operator_security_group_id",
     }
-    assert {p.message for p in problems} == {"is required; add it to the table"}
+    assert {p.message for p in problems if p.at != "network.operator_security_group_id"} == {
+        "is required; add it to the table"
+    }
 
 
 def test_reports_network_validation_problems_with_the_file(tmp_path):
@@ -327,3 +331,96 @@ def test_reports_grant_problems_with_the_others(tmp_path):
             "reason='re-run the failed migration's backfill of orders.status'",
         ),
     ]
+
+
+def problems_of(tmp_path: Path, services: dict[str, str], environments: str = ENVIRONMENT, access=None) -> str:
+    write(tmp_path / "services", services)
+    (tmp_path / "environments.toml").write_text(environments)
+    if access:
+        write(tmp_path / "access", access)
+    with pytest.raises(DeclarationError) as raised:
+        load_declarations(tmp_path / "services", tmp_path / "environments.toml")
+    return str(raised.value)
+
+
+def test_a_misspelt_field_names_its_line_and_the_field_it_is_close_to(tmp_path):
+    message = problems_of(
+        tmp_path,
+        {
+            "payments.py": "from servicedb import Service\n\n"
+            "SERVICE = Service(\n    name='payments',\n    connection_limt=5,\n)\n"
+        },
+    )
+    assert message.startswith(
+        "services/payments.py: module: 1 problem\n  at line 3: Service() has no field 'connection_limt'; "
+        "did you mean 'connection_limit'? (fields: name, reads, connection_limit,"
+    )
+
+
+def test_a_misspelt_name_says_which_one_to_import(tmp_path):
+    message = problems_of(
+        tmp_path,
+        {
+            "payments.py": "from servicedb import Service\n\n"
+            "SERVICE = Service(name='payments', reads=(Read(service='x'),))\n"
+        },
+    )
+    assert message == (
+        "services/payments.py: module: 1 problem\n"
+        "  at line 3: name 'Read' is not defined; did you mean 'Reads'? (from servicedb import Reads)"
+    )
+
+
+def test_a_read_of_a_misspelt_service_suggests_the_declared_one(tmp_path):
+    message = problems_of(
+        tmp_path,
+        {
+            "orders.py": "from servicedb import Service\nSERVICE = Service(name='orders')\n",
+            "payments.py": "from servicedb import Reads, Service\n"
+            "SERVICE = Service(name='payments', reads=(Reads(service='order'),))\n",
+        },
+    )
+    assert (
+        "at reads[0].service: no service named 'order'; did you mean 'orders'? (declared: orders, payments)" in message
+    )
+
+
+def test_a_missing_setting_hides_no_other_problem_of_its_table(tmp_path):
+    environments = ENVIRONMENT.replace('endpoint = "dev-main.cluster-x.eu-west-1.rds.amazonaws.com"\n', "")
+    environments += 'password_length = 10\n\n[dev.network]\noperator_vpc_id = "vpc-0a0000000000000a1"\n'
+    environments += 'operator_vpc_cidr = "10.100.0.0/33"\noperator_route_table_ids = ["rtb-0a0000000000000a1"]\n'
+    environments += 'database_vpc_id = "vpc-0d0000000000000d1"\ndatabase_vpc_cidr = "10.0.0.0/16"\n'
+    environments += (
+        'database_route_table_ids = ["rtb-0d0000000000000d1"]\noperator_security_group_id = "sg-0a0000000000000a1"\n'
+    )
+    message = problems_of(
+        tmp_path, {"orders.py": "from servicedb import Service\nSERVICE = Service(name='orders')\n"}, environments
+    )
+    lines = message.splitlines()
+    assert lines[0] == "environments.toml: [dev]: 4 problems"
+    assert sorted(lines[1:]) == sorted(
+        [
+            "  at network.cluster_security_group_id: is required; add it to the table",
+            "  at endpoint: is required; add it to the table",
+            "  at password_length: must be between 32 and 128, got 10",
+            "  at network.operator_vpc_cidr: must be an IPv4 CIDR block like '10.0.0.0/16', got '10.100.0.0/33'",
+        ]
+    )
+
+
+def test_a_broken_environments_file_is_one_problem_not_many(tmp_path):
+    grant = """
+        from datetime import UTC, datetime
+        from servicedb import TemporaryAccess
+        ACCESS = TemporaryAccess(person="jdoe", principal_arn="arn:aws:iam::111111111111:role/oncall-jdoe",
+            environment="dev", service="orders", ticket="INC-1",
+            valid_from=datetime(2026, 1, 1, 9, 0, tzinfo=UTC), valid_until=datetime(2026, 1, 1, 10, 0, tzinfo=UTC))
+    """
+    message = problems_of(
+        tmp_path,
+        {"orders.py": "from servicedb import Service\nSERVICE = Service(name='orders')\n"},
+        ENVIRONMENT + "[dev\n",
+        access={"inc-1.py": grant},
+    )
+    assert message.startswith("environments.toml: environments: 1 problem\n  is not valid TOML:")
+    assert "no environment named" not in message

@@ -86,7 +86,8 @@ def test_accepts_a_list_where_a_tuple_is_meant():
 def test_rejects_a_read_of_an_unknown_service_and_lists_the_declared_ones():
     [message] = messages([reading("orders", "biling"), reading("billing")])
     assert message == (
-        "Service(name='orders') at reads[0].service: no service named 'biling' (declared: billing, orders)"
+        "Service(name='orders') at reads[0].service: no service named 'biling'; did you mean 'billing'? "
+        "(declared: billing, orders)"
     )
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from servicedb.errors import DeclarationError, Problem
+from servicedb.errors import DeclarationError, Problem, did_you_mean
 from servicedb.spec import MAX_TIMEOUT_MS, Environment, check_int
 
 NOW_VARIABLE = "SERVICEDB_NOW"
@@ -200,9 +200,16 @@ def is_aware(value: object) -> bool:
 
 
 def access_problems(
-    access: object, *, source: str, services: Collection[str], environments: Mapping[str, Environment]
+    access: object,
+    *,
+    source: str,
+    services: Collection[str],
+    environments: Mapping[str, Environment],
+    unreadable: Collection[str] | None = (),
 ) -> list[Problem]:
-    """Problems of one declaration, against the declared services and environments."""
+    """Problems of one declaration, against the declared services and environments. An environment
+    in `unreadable` (None: all of them) is declared but has problems of its own: not "no such
+    environment", and its limits are checked once it reads."""
     if not isinstance(access, TemporaryAccess):
         return [
             Problem(
@@ -231,10 +238,15 @@ def access_problems(
             f"got {access.principal_arn!r}",
         )
     environment = environments.get(access.environment) if isinstance(access.environment, str) else None
-    if environment is None:
-        add("environment", f"no environment named {access.environment!r} (declared: {', '.join(environments)})")
+    if environment is None and not (unreadable is None or access.environment in unreadable):
+        suggestion = did_you_mean(access.environment, environments)
+        add(
+            "environment",
+            f"no environment named {access.environment!r}{suggestion} (declared: {', '.join(environments)})",
+        )
     if access.service not in services:
-        add("service", f"no service named {access.service!r} (declared: {', '.join(sorted(services))})")
+        suggestion = did_you_mean(access.service, services)
+        add("service", f"no service named {access.service!r}{suggestion} (declared: {', '.join(sorted(services))})")
     if not (isinstance(access.ticket, str) and access.ticket.strip()):
         add("ticket", f"must name the incident or ticket this access is for, like 'INC-123', got {access.ticket!r}")
     elif len(access.ticket) > MAX_TICKET_LENGTH or not access.ticket.isprintable():
@@ -282,13 +294,20 @@ def access_problems(
 
 
 def find_access_problems(
-    declared: Iterable[tuple[object, str]], *, services: Collection[str], environments: Mapping[str, Environment]
+    declared: Iterable[tuple[object, str]],
+    *,
+    services: Collection[str],
+    environments: Mapping[str, Environment],
+    unreadable: Collection[str] | None = (),
 ) -> list[Problem]:
-    """Every problem of every declaration, each paired with its file; role names must be unique."""
+    """Every problem of every declaration, each paired with its file; role names must be unique.
+    `unreadable`: environments that are declared but did not read (None: the file did not)."""
     problems: list[Problem] = []
     roles: dict[tuple[str, str], str] = {}
     for access, source in declared:
-        own = access_problems(access, source=source, services=services, environments=environments)
+        own = access_problems(
+            access, source=source, services=services, environments=environments, unreadable=unreadable
+        )
         problems += own
         if own or not isinstance(access, TemporaryAccess):
             continue

@@ -44,9 +44,13 @@ def main(
     environments_file: Path = Path("environments.toml"),
     access_dir: Path | None = None,
     record: Path = Path("deployed.toml"),
+    *,
+    check: bool = False,
 ) -> int:
     """Validate everything, against the record of deployed services too (`servicedb.record`), then
-    build and synthesize; on bad declarations write nothing, exit 1.
+    build and synthesize; on bad declarations write nothing, exit 1. With `check`, only validate,
+    silently when all is well: `make synth` checks before the cdktf CLI runs the app, which would
+    print each problem twice, as `[ERROR]` log lines and again in its own error.
 
     Prints one line per break-glass declaration: what it creates now, or why nothing.
     """
@@ -56,6 +60,8 @@ def main(
     except DeclarationError as error:
         print(f"servicedb: refusing to synthesize; fix these declarations:\n{error}", file=sys.stderr)
         return 1
+    if check:
+        return 0
     for access, source in declarations.access:
         print(f"servicedb: {notice(access, source, now)}")
     build_app(declarations, now=now).synth()

@@ -320,7 +320,9 @@ def parser() -> argparse.ArgumentParser:
             help=f"directory of break-glass declarations, one ACCESS each (default: {default})",
         )
 
-    def command(name: str, help_: str, *, url: bool, environment: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_: str, *, url: bool, environment: bool = True, env_required: bool = False
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_, description=help_)
         sub.add_argument(
             "--services",
@@ -334,7 +336,9 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--env",
                 metavar="ENV",
-                help="environment from --environments; without it, a local server with secrets in a local file",
+                required=env_required,
+                help="environment from --environments"
+                + ("" if env_required else "; without it, a local server with secrets in a local file"),
             )
             sub.add_argument(
                 "--environments",
@@ -389,6 +393,7 @@ def parser() -> argparse.ArgumentParser:
         "Print the event that makes an environment's lambda provisioner apply or verify the plan, for "
         "`aws lambda invoke --payload fileb://...`; connects to nothing.",
         url=False,
+        env_required=True,
     )
     event_parser.add_argument(
         "--action", choices=[str(action) for action in Action], default=str(Action.APPLY), help="default: apply"

@@ -1,5 +1,6 @@
 """The one error a user sees for bad declarations, and how its message reads."""
 
+import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -54,3 +55,11 @@ def display(path: Path) -> str:
         return os.path.relpath(path)
     except ValueError:
         return str(path)
+
+
+def did_you_mean(given: object, choices: Iterable[str]) -> str:
+    """`; did you mean 'orders'?` when `given` is close to one of `choices`, else nothing."""
+    if not isinstance(given, str):
+        return ""
+    close = difflib.get_close_matches(given, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -9,16 +9,18 @@ import dataclasses
 import difflib
 import enum
 import importlib.util
+import re
 import tomllib
+import traceback
 import types
 import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from servicedb.access import TemporaryAccess, find_access_problems
-from servicedb.errors import DeclarationError, Problem, display
+from servicedb.errors import DeclarationError, Problem, did_you_mean, display
 from servicedb.record import record_problems
-from servicedb.spec import Environment, Service, find_problems
+from servicedb.spec import Environment, Reads, Service, environment_problems, find_problems
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -39,8 +41,8 @@ class Declarations:
         for environment in self.environments:
             if environment.name == name:
                 return environment
-        declared = ", ".join(e.name for e in self.environments)
-        raise KeyError(f"no environment named {name!r} (declared: {declared})")
+        names = [e.name for e in self.environments]
+        raise KeyError(f"no environment named {name!r}{did_you_mean(name, names)} (declared: {', '.join(names)})")
 
 
 def load_declarations(
@@ -54,10 +56,15 @@ def load_declarations(
     access, access_problems = load_access(access_dir or default_access_dir(services_dir))
     problems += environment_problems + access_problems
     problems += find_problems(services, environments)
+    # An environment that did not read is not missing: say what is wrong with it, once.
+    unreadable: set[str] | None = {p.subject.strip("[]") for p in environment_problems if p.subject.startswith("[")}
+    if any(p.subject == "environments" for p in environment_problems):
+        unreadable = None  # the file itself did not read
     problems += find_access_problems(
         access,
         services={s.name for s, _ in services if isinstance(s, Service)},
         environments={e.name: e for e, _ in environments},
+        unreadable=unreadable,
     )
     if record is not None:
         problems += record_problems(services, services_dir=services_dir, record=record)
@@ -126,11 +133,44 @@ def declared_in(path: Path, variable: str, how: str) -> tuple[object, list[Probl
         module = import_file(path)
     except SyntaxError as error:
         return None, problem(f"is not valid Python: {error.msg} at line {error.lineno}")
-    except Exception as error:  # a declaration may fail in any way; report it with its file
-        return None, problem(f"failed to import: {type(error).__name__}: {error}")
+    except Exception as error:  # a declaration may fail in any way; report it with its file and line
+        return None, problem(import_failure(path, error))
     if not hasattr(module, variable):
         return None, problem(f"defines no {variable}; {how}")
     return getattr(module, variable), []
+
+
+DECLARATION_CLASSES = {cls.__name__: cls for cls in (Service, Reads, TemporaryAccess)}
+UNEXPECTED_KEYWORD = re.compile(r"^(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'$")
+UNDEFINED_NAME = re.compile(r"^name '(\w+)' is not defined")
+
+
+def import_failure(path: Path, error: Exception) -> str:
+    """Why a declaration file did not import: the line in the file, what went wrong, and, for a
+    misspelt field or name, the one it is close to."""
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == Path(path).resolve()
+    ]
+    where = f"at line {frames[-1].lineno}: " if frames else ""
+    text = str(error)
+    if isinstance(error, TypeError) and (match := UNEXPECTED_KEYWORD.match(text)):
+        cls_name, field_name = match.groups()
+        if cls := DECLARATION_CLASSES.get(cls_name):
+            fields = [f.name for f in dataclasses.fields(cls)]
+            return (
+                f"{where}{cls_name}() has no field {field_name!r}{did_you_mean(field_name, fields)} "
+                f"(fields: {', '.join(fields)})"
+            )
+    if isinstance(error, NameError) and (match := UNDEFINED_NAME.match(text)):
+        import servicedb
+
+        name = match.group(1)
+        suggestion = did_you_mean(name, servicedb.__all__)
+        if suggestion:
+            close = suggestion.split("'")[1]
+            suggestion += f" (from servicedb import {close})"
+        return f"{where}name {name!r} is not defined{suggestion}"
+    return f"{where}failed to import: {type(error).__name__}: {text}"
 
 
 def load_access(directory: Path) -> tuple[list[tuple[object, str]], list[Problem]]:
@@ -186,11 +226,21 @@ def load_environments(path: Path) -> tuple[list[tuple[Environment, str]], list[P
     return environments, problems
 
 
+REQUIRED = "is required; add it to the table"
+
+
 def environment_from_table(name: str, table: object, *, source: str) -> tuple[Environment | None, list[Problem]]:
     subject = f"[{name}]"
     values, problems = values_from_table(Environment, table, source=source, subject=subject, prefix="")
     if values is None:
         return None, problems
+    if problems:  # required settings are missing: report every other problem of the table with them
+        missing = {problem.at for problem in problems}
+        try:
+            partial = environment_problems(Environment(name=name, **values), source=source)
+        except (TypeError, ValueError, AttributeError):  # a check needs what is missing
+            partial = []
+        return None, problems + [p for p in partial if p.at not in missing and not p.at.startswith(tuple(missing))]
     return Environment(name=name, **values), []
 
 
@@ -233,11 +283,16 @@ def values_from_table(
             continue
         values[key] = converted
 
+    missing = []
     for key, spec_field in known.items():
         required = spec_field.default is MISSING and spec_field.default_factory is MISSING
         if required and key not in table:
-            problems.append(problem(f"{prefix}{key}", "is required; add it to the table"))
+            problems.append(problem(f"{prefix}{key}", REQUIRED))
+            missing.append(key)
 
+    if problems and all(p.message == REQUIRED for p in problems):
+        # Only settings are missing: what is there is checked too (`environment_from_table`).
+        return {**values, **dict.fromkeys(missing)}, problems
     if problems:
         return None, problems
     return values, []

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from servicedb.errors import DeclarationError, Problem
+from servicedb.errors import DeclarationError, Problem, did_you_mean
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -581,7 +581,9 @@ def cross_service_problems(services: Mapping[str, Service], sources: Mapping[str
             elif read.service == service.name:
                 message = f"a service cannot read itself; its app user already reads and writes {service.name!r}"
             elif read.service not in services:
-                message = f"no service named {read.service!r} (declared: {declared})"
+                message = (
+                    f"no service named {read.service!r}{did_you_mean(read.service, services)} (declared: {declared})"
+                )
             elif read.service in seen:
                 message = f"{read.service!r} is read more than once; list it once"
             elif services[read.service].retired is True and service.retired is not True:
