@@ -50,7 +50,7 @@ lint: $(VENV)/.installed
 
 # Import and synth time and memory, plain import against servicedb, for 5, 50 and 500 services,
 # and the test suite's time: writes BENCHMARKS.md (about 7 minutes on 2 cores).
-bench: $(VENV)/.installed node_modules/.installed
+bench: $(VENV)/.installed node_modules/.installed $(CHECKOV_INSTALLED)
 	$(VENV)/bin/python -m bench
 
 install: $(VENV)/.installed node_modules/.installed $(CHECKOV_INSTALLED)

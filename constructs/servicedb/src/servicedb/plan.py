@@ -698,17 +698,18 @@ def plan_services(
     if here and now is None:
         now = current_time()
     live = [a for a in here if a.status(now) == AccessStatus.LIVE]
-    consumers = {
-        service.name: tuple(s for s in readers if any(read.service == service.name for read in s.reads))
-        for service in services
-    }
+    # Who reads each service, in one pass over the reads: linear in services and reads.
+    consumers: dict[str, list[Service]] = {service.name: [] for service in services}
+    for reader in readers:
+        for read in dict.fromkeys(read.service for read in reader.reads):
+            consumers[read].append(reader)
     result = Plan(
         environment=environment,
         services=tuple(
             wanted_service(
                 s,
                 environment,
-                consumers=consumers[s.name],
+                consumers=tuple(consumers[s.name]),
                 temporary=[a for a in live if a.service == s.name],
             )
             for s in services
