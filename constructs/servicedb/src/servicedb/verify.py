@@ -1,10 +1,11 @@
 """Verify a live server: the effective-access matrix and every difference from the declarations.
 
-The matrix is computed by the server itself (`has_database_privilege`, `has_schema_privilege`,
-`has_table_privilege`, `has_sequence_privilege`, `pg_has_role`), so it shows what each login user
-can really do, through any grant or membership, and not what the plan meant to grant. One query
-on the admin connection, then one per managed database: the number of queries grows with the
-services, never with their square.
+The matrix is computed from what is on the server, not from what the plan meant to grant: who
+reaches each database from the databases' ACLs and every membership (one query, whose rows are
+the pairs where a user holds something), then what each user that can connect may do inside,
+by the server itself (`has_schema_privilege`, `has_table_privilege`, `has_sequence_privilege`,
+`pg_has_role`), one query per managed database for those users only. The number of queries and
+their work grow with the services, their grants and memberships, never with users x databases.
 
 Levels, lowest to highest: none, read (SELECT on tables, now or by default privileges),
 write (INSERT, UPDATE, DELETE, TRUNCATE, or sequence USAGE/UPDATE), ddl (can create in a schema,
@@ -54,6 +55,23 @@ class Access:
     """`INSERT on schema.table`, ..., and `future tables (default privileges)`."""
     reads: int
     """Tables and sequences it can SELECT."""
+
+
+NO_ACCESS = Access(level=Level.NONE, connect=False, temporary=False, ddl=(), writes=(), reads=0)
+
+
+class AccessRow(dict):
+    """One login user's row of the matrix: the databases it reaches; any other is `NO_ACCESS`."""
+
+    def __missing__(self, database: str) -> Access:
+        return NO_ACCESS
+
+
+class LevelRow(dict):
+    """One login user's declared levels: the databases it may use; any other is `Level.NONE`."""
+
+    def __missing__(self, database: str) -> Level:
+        return Level.NONE
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -116,42 +134,72 @@ class Report:
         return not self.differences
 
 
-def expected_levels(wanted: Plan) -> dict[str, dict[str, Level]]:
-    """What the declarations grant: own database write (app) or ddl (migrator), declared reads."""
-    readers = {m.member: set() for m in wanted.reads}
+def expected_levels(wanted: Plan) -> dict[str, LevelRow]:
+    """What the declarations grant: own database write (app) or ddl (migrator), declared reads;
+    only the databases each user may use, so the size grows with the declarations, not with
+    users x databases."""
+    database_of_reader = {service.reader.name: service.database.name for service in wanted.services}
+    reads: dict[str, list[str]] = {}
     for membership in wanted.reads:
-        readers[membership.member].add(membership.role)
-    result: dict[str, dict[str, Level]] = {}
+        reads.setdefault(membership.member, []).append(database_of_reader[membership.role])
+    result: dict[str, LevelRow] = {}
     for service in wanted.services:
         for user in service.login_users:
-            own = Level.DDL if user.kind == RoleKind.MIGRATOR else Level.WRITE
-            result[user.name] = {
-                other.database.name: (
-                    own
-                    if other is service
-                    else Level.READ
-                    if other.reader.name in readers.get(user.name, ())
-                    else Level.NONE
-                )
-                for other in wanted.services
-            }
+            row = LevelRow(dict.fromkeys(reads.get(user.name, ()), Level.READ))
+            row[service.database.name] = Level.DDL if user.kind == RoleKind.MIGRATOR else Level.WRITE
+            result[user.name] = row
     for grant in wanted.temporary:
         level = Level.WRITE if grant.access.level == AccessLevel.WRITE else Level.READ
-        result[grant.role.name] = {
-            s.database.name: level if s.service == grant.service else Level.NONE for s in wanted.services
-        }
+        result[grant.role.name] = LevelRow({wanted.service(grant.service).database.name: level})
     return result
 
 
 DATABASE_ACCESS = """
-SELECT r.rolname, d.datname,
-       has_database_privilege(r.oid, d.oid, 'CONNECT'),
-       has_database_privilege(r.oid, d.oid, 'TEMPORARY'),
-       has_database_privilege(r.oid, d.oid, 'CREATE'),
-       pg_has_role(r.oid, d.datdba, 'MEMBER')
-FROM pg_roles r CROSS JOIN pg_database d
-WHERE r.rolname = ANY(%(users)s) AND d.datname = ANY(%(databases)s)
+WITH RECURSIVE
+users AS (SELECT oid, rolname, rolsuper FROM pg_roles WHERE rolname = ANY(%(users)s)),
+inherited(usr, role) AS (
+    SELECT oid, oid FROM users
+    UNION
+    SELECT i.usr, m.roleid FROM inherited i
+    JOIN pg_auth_members m ON m.member = i.role
+    JOIN pg_roles r ON r.oid = i.role
+    WHERE {inherits}
+),
+member_of(usr, role) AS (
+    SELECT oid, oid FROM users
+    UNION
+    SELECT o.usr, m.roleid FROM member_of o JOIN pg_auth_members m ON m.member = o.role
+),
+dbs AS (
+    SELECT oid, datname, datdba, coalesce(datacl, acldefault('d', datdba)) AS acl
+    FROM pg_database WHERE datname = ANY(%(databases)s)
+),
+grants AS (SELECT d.oid AS db, a.grantee, a.privilege_type FROM dbs d CROSS JOIN LATERAL aclexplode(d.acl) a),
+held AS (
+    SELECT i.usr, g.db, g.privilege_type FROM inherited i JOIN grants g ON g.grantee = i.role
+    UNION
+    SELECT u.oid, g.db, g.privilege_type FROM users u JOIN grants g ON g.grantee = 0
+    UNION
+    SELECT u.oid, d.oid, p.privilege_type
+    FROM users u CROSS JOIN dbs d CROSS JOIN (VALUES ('CONNECT'), ('TEMPORARY'), ('CREATE')) p(privilege_type)
+    WHERE u.rolsuper
+    UNION
+    SELECT o.usr, d.oid, 'MEMBER' FROM member_of o JOIN dbs d ON d.datdba = o.role
+)
+SELECT u.rolname, d.datname,
+       bool_or(h.privilege_type = 'CONNECT'), bool_or(h.privilege_type = 'TEMPORARY'),
+       bool_or(h.privilege_type = 'CREATE'), bool_or(h.privilege_type = 'MEMBER')
+FROM held h JOIN users u ON u.oid = h.usr JOIN dbs d ON d.oid = h.db
+GROUP BY u.rolname, d.datname
 """
+"""What each user holds on each database, from the databases' ACLs and the users' memberships:
+the rows are the (user, database) pairs where it holds something, so the work grows with the
+grants and memberships, not with users x databases. A privilege is inherited along memberships
+with INHERIT (the membership's option from PostgreSQL 16 on, the member's attribute before), as
+`has_database_privilege` does; `MEMBER` is any membership of the owner, as `pg_has_role` says."""
+
+INHERITS = {True: "m.inherit_option", False: "r.rolinherit"}
+"""Whether a membership passes privileges on: PostgreSQL 16 and later, and before."""
 
 UNMANAGED_LOGIN_ROLES = """
 SELECT rolname FROM pg_roles
@@ -242,47 +290,52 @@ def verify(
     databases = [service.database.name for service in wanted.services]
     current = inspect(conn, wanted, connect=connect)
 
+    version = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
     database_access = {
         (user, database): (can_connect, temporary, create, owner_member)
         for user, database, can_connect, temporary, create, owner_member in conn.execute(
-            DATABASE_ACCESS, {"users": users + unmanaged, "databases": databases}
+            DATABASE_ACCESS.format(inherits=INHERITS[version >= 160000]),
+            {"users": users + unmanaged, "databases": databases},
         )
     }
+    connecting: dict[str, list[str]] = {}
+    for (user, database), (can_connect, *_) in database_access.items():
+        if can_connect:
+            connecting.setdefault(database, []).append(user)
     inside: dict[tuple[str, str], tuple[list[str], list[str], int]] = {}
     for database in databases:
-        if database not in current.databases or current.databases[database].contents is None:
+        # Only who can connect can do anything inside: one round for a few users, not for all.
+        if database not in connecting or current.databases.get(database) is None:
+            continue
+        if current.databases[database].contents is None:
             continue
         with connect(database) as database_conn:
-            for user, ddl, writes, reads in database_conn.execute(SCHEMA_ACCESS, {"users": users + unmanaged}):
+            for user, ddl, writes, reads in database_conn.execute(SCHEMA_ACCESS, {"users": connecting[database]}):
                 inside[(user, database)] = (ddl, writes, reads)
 
-    access: dict[str, dict[str, Access]] = {}
-    for user in users + unmanaged:
-        access[user] = {}
-        for database in databases:
-            can_connect, temporary, create, owner_member = database_access.get(
-                (user, database), (False, False, False, False)
-            )
-            schema_ddl, writes, reads = inside.get((user, database), ([], [], 0))
-            owner = current.databases[database].owner if database in current.databases else ""
-            ddl = [f"CREATE on database {database}"] if create else []
-            ddl += [f"member of {owner}"] if owner_member else []
-            ddl = list(dict.fromkeys(ddl + schema_ddl))
-            level = Level.NONE
-            if can_connect:
-                level = Level.DDL if ddl else Level.WRITE if writes else Level.READ if reads else Level.NONE
-            access[user][database] = Access(
-                level=level,
-                connect=bool(can_connect),
-                temporary=bool(temporary and can_connect),
-                ddl=tuple(ddl),
-                writes=tuple(writes),
-                reads=reads,
-            )
+    access: dict[str, AccessRow] = {user: AccessRow() for user in users + unmanaged}
+    for (user, database), (can_connect, temporary, create, owner_member) in database_access.items():
+        schema_ddl, writes, reads = inside.get((user, database), ([], [], 0))
+        owner = current.databases[database].owner if database in current.databases else ""
+        ddl = [f"CREATE on database {database}"] if create else []
+        ddl += [f"member of {owner}"] if owner_member else []
+        ddl = list(dict.fromkeys(ddl + schema_ddl))
+        level = Level.NONE
+        if can_connect:
+            level = Level.DDL if ddl else Level.WRITE if writes else Level.READ if reads else Level.NONE
+        access[user][database] = Access(
+            level=level,
+            connect=bool(can_connect),
+            temporary=bool(temporary and can_connect),
+            ddl=tuple(ddl),
+            writes=tuple(writes),
+            reads=reads,
+        )
 
+    order = {database: index for index, database in enumerate(databases)}
     differences = []
     for user in users:
-        for database in databases:
+        for database in sorted(set(access[user]) | set(expected[user]), key=order.__getitem__):
             got, declared = access[user][database], expected[user][database]
             if got.level != declared:
                 why = got.ddl if got.level == Level.DDL else got.writes if got.level == Level.WRITE else ()
@@ -305,7 +358,7 @@ def verify(
                 )
     reaching = []
     for user in unmanaged:
-        for database in databases:
+        for database in sorted(access[user], key=order.__getitem__):
             got = access[user][database]
             if got.connect:
                 reaching.append(user)
@@ -582,11 +635,11 @@ def as_json(report: Report) -> str:
         "access": {
             user: {
                 database: {
-                    **asdict(a),
-                    "level": str(a.level),
+                    **asdict(row[database]),
+                    "level": str(row[database].level),
                     "declared": str(report.expected.get(user, {}).get(database, Level.NONE)),
                 }
-                for database, a in row.items()
+                for database in report.databases
             }
             for user, row in report.access.items()
         },
