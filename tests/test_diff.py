@@ -6,7 +6,7 @@ import pytest
 
 from servicedb.diff import diff, wanted_settings
 from servicedb.inspect import Contents, Current, DatabaseState, RoleState
-from servicedb.plan import Plan, plan_services
+from servicedb.plan import Plan, manager_name, plan_services
 from servicedb.spec import Reads, Service
 from servicedb.sql import Password, Statement, render_script, scram_verifier
 
@@ -99,6 +99,18 @@ def current_for(wanted: Plan) -> Current:
                 createrole=False,
                 settings=wanted_settings(role),
             )
+    for service in wanted.services:  # each service's manager, with ADMIN on its roles
+        manager = manager_name(service.service)
+        roles[manager] = RoleState(
+            name=manager,
+            login=False,
+            inherit=False,
+            connection_limit=-1,
+            superuser=False,
+            createdb=False,
+            createrole=True,
+            settings={},
+        )
     databases = {}
     for service in wanted.services:
         name, owner = service.service, service.owner.name
@@ -136,7 +148,8 @@ def current_for(wanted: Plan) -> Current:
         current_user="admin",
         roles=roles,
         memberships=frozenset((m.member, m.role) for m in wanted.memberships),
-        acting_as=frozenset(s.owner.name for s in wanted.services),
+        acting_as=frozenset(s.owner.name for s in wanted.services) | {manager_name(s.service) for s in wanted.services},
+        administering=frozenset((manager_name(s.service), role.name) for s in wanted.services for role in s.roles),
         databases=databases,
         available_extensions=frozenset({"pgcrypto", "file_fdw"}),
         trusted_extensions=frozenset({"pgcrypto"}),
@@ -226,6 +239,7 @@ def test_only_a_purge_drops_and_the_script_says_so(wanted: Plan) -> None:
         'DROP ROLE IF EXISTS "orders_writer"',
         'DROP ROLE IF EXISTS "orders_reader"',
         'DROP ROLE IF EXISTS "orders_owner"',
+        'DROP ROLE IF EXISTS "orders_manager"',
     ]
-    assert [s.autocommit for s in statements] == [False, True, False, False, False, False, False, False]
+    assert [s.autocommit for s in statements] == [False, True, False, False, False, False, False, False, False]
     assert diff(purged, current_for(purged)).statements == ()  # already gone: nothing to drop

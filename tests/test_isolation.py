@@ -294,12 +294,14 @@ def test_unmanaged_roles_and_databases_are_not_touched(cluster: Cluster) -> None
 
 
 def test_apply_enters_a_database_the_admin_cannot_read_yet(cluster: Cluster) -> None:
-    """As after a Terraform deploy: the admin is no longer a member of the owner, and drift hides inside."""
+    """The admin is no longer a member of the owner (revoked by hand), and drift hides inside."""
     with cluster.admin("inventory") as conn:
         conn.execute("SET ROLE inventory_owner")
         conn.execute(f"GRANT DELETE ON inventory.{OWN_TABLE} TO delivery_app")
         conn.execute("RESET ROLE")
-        conn.execute("REVOKE inventory_owner FROM CURRENT_USER")
+        conn.execute("SET ROLE inventory_manager")  # its grantor, as servicedb apply made it
+        conn.execute("REVOKE inventory_owner FROM SESSION_USER")
+        conn.execute("RESET ROLE")
     code, output = cluster.cli("plan")
     assert "the admin acts as inventory_owner, to create and grant what inventory_owner owns" in output
     assert "some databases could not be read yet" in output

@@ -67,7 +67,7 @@ def project(server: LocalServer, tmp_path: Path) -> Iterator[Project]:
     drop_services(server, NAMES)
 
 
-ALL_ROLES = ["gamma_app", "gamma_migrator", "gamma_owner", "gamma_reader", "gamma_writer"]
+ALL_ROLES = ["gamma_app", "gamma_manager", "gamma_migrator", "gamma_owner", "gamma_reader", "gamma_writer"]
 
 
 def test_retired_keeps_the_data_and_stops_every_login(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,10 +123,10 @@ def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
         'DROP DATABASE IF EXISTS "gamma";',
         *[
             line
-            for role in ("gamma_app", "gamma_migrator", "gamma_writer", "gamma_reader", "gamma_owner")
+            for role in ("gamma_app", "gamma_migrator", "gamma_writer", "gamma_reader", "gamma_owner", "gamma_manager")
             for line in (f"-- drop role {role} of purged service gamma", f'DROP ROLE IF EXISTS "{role}";')
         ],
-        "-- 7 statements to apply",
+        "-- 8 statements to apply",
     ]
     assert project.cli("apply")[0] == 0
     assert project.exists() == (False, [])
@@ -137,7 +137,9 @@ def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
 def test_purge_enters_as_the_owner_when_the_admin_is_no_longer_its_member(project: Project) -> None:
     """A membership revoked by hand: apply grants the owner again to drop the database."""
     with admin(project.server) as conn:
-        conn.execute("REVOKE gamma_owner FROM CURRENT_USER")
+        conn.execute("SET ROLE gamma_manager")  # its grantor, as servicedb apply made it
+        conn.execute("REVOKE gamma_owner FROM SESSION_USER")
+        conn.execute("RESET ROLE")
     project.declare(gamma="Service(name='gamma', retired=True, purge=True)", delta="Service(name='delta')")
     code, plan = project.cli("plan")
     assert "-- the admin acts as gamma_owner, to drop the database of purged service gamma" in plan

@@ -282,12 +282,18 @@ def test_the_admin_is_a_member_of_each_owner_with_the_admin_option(built: Terraf
             assert conn.execute("SELECT pg_has_role(current_user, %s, 'USAGE')", (owner,)).fetchone() == (True,)
 
 
-def test_verify_passes_and_the_sql_path_has_nothing_to_do(built: TerraformBuilt) -> None:
+def test_verify_passes_and_the_sql_path_changes_nothing_declared(built: TerraformBuilt) -> None:
     code, output = built.cli("verify")
     assert code == 0, output
+    # What servicedb apply would do on a cluster Terraform built: set up its managers, nothing else.
+    code, output = built.cli("plan")
+    described = [line for line in output.splitlines() if line.startswith("-- ") and "statements to apply" not in line]
+    changes = [line for line in described if not line.startswith("-- temporary access:")][2:]
+    assert changes and all("_manager" in line for line in changes), output
+    assert built.cli("apply")[0] == 0
     code, output = built.cli("plan")
     assert (code, output.splitlines()[-1]) == (0, "-- nothing to do: the server matches the declarations"), output
-    # And the provider still plans nothing after the SQL path looked.
+    # And the provider still plans nothing after the SQL path set up its managers.
     assert built.model.plan(built.stack) == []
 
 

@@ -27,6 +27,7 @@ from servicedb.plan import (
     Role,
     RoleKind,
     ServicePlan,
+    manager_name,
     role_name,
     role_names,
 )
@@ -54,24 +55,33 @@ class Changes:
     """What cannot be applied as declared (an extension the server does not have); apply refuses."""
 
 
+PG16 = 160000
+"""From PostgreSQL 16 on, a role that is not a superuser alters and grants only roles it holds ADMIN on."""
+
+
 def diff(wanted: Plan, current: Current | None) -> Changes:
     statements: list[Statement] = []
     problems: list[str] = []
     managed = {role.name for role in wanted.roles}
+    # With a server to look at, each service's roles are created and changed through its manager
+    # (`plan.manager_name`); the script of `servicedb sql`, for any version, runs as the admin.
+    manager_of = {role.name: manager_name(s.service) for s in wanted.services for role in s.roles} if current else {}
+    if current:
+        statements += manager_changes(wanted, current)
     # Login users, or NOLOGIN once their service is retired.
     users = (RoleKind.APP, RoleKind.APP_CLONE, RoleKind.MIGRATOR)
     for service in wanted.services:
         for role in service.roles:
             if role.kind not in users:
-                statements += role_changes(role, current)
+                statements += managed_role_changes(role, current, manager_of.get(role.name))
     for service in wanted.services:
         for role in service.roles:
             if role.kind in users:
-                statements += role_changes(role, current)
+                statements += managed_role_changes(role, current, manager_of.get(role.name))
     for grant in wanted.temporary:
         statements += role_changes(grant.role, current)
-    statements += database_setting_changes(current)
-    statements += membership_changes(wanted, current, managed)
+    statements += through(database_setting_changes(current), manager_of)
+    statements += membership_changes(wanted, current, managed, manager_of)
     for service in wanted.services:
         database = current.databases.get(service.database.name) if current else None
         statements += database_changes(service, database, managed)
@@ -113,6 +123,63 @@ def extension_problems(service: ServicePlan, database: DatabaseState | None, cur
     return problems
 
 
+def manager_changes(wanted: Plan, current: Current) -> Iterator[Statement]:
+    """Each service's manager, which the admin may become, and, from PostgreSQL 16 on, ADMIN for it
+    on the service's roles that exist already (the admin or Terraform created them)."""
+    for service in wanted.services:
+        manager = manager_name(service.service)
+        if manager not in current.roles:
+            yield Statement(
+                description=f"create role {manager}, through which the admin manages {service.service}'s roles",
+                query=sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT CREATEROLE").format(ident(manager)),
+                internal=True,
+            )
+        if manager not in current.acting_as:
+            yield Statement(
+                description=f"the admin may act as {manager}",
+                query=sql.SQL("GRANT {} TO CURRENT_USER").format(ident(manager)),
+                internal=True,
+            )
+        if current.server_version < PG16:
+            continue  # CREATEROLE alters any role that is not a superuser
+        for role in service.roles:
+            if role.name in current.roles and (manager, role.name) not in current.administering:
+                yield Statement(
+                    description=f"{manager} may manage {role.name}, which exists already",
+                    query=sql.SQL("GRANT {} TO {} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE").format(
+                        ident(role.name), ident(manager)
+                    ),
+                    internal=True,
+                )
+
+
+def through(statements: Iterable[Statement], manager_of: Mapping[str, str]) -> Iterator[Statement]:
+    """Each statement on the admin connection about a service's role runs as that service's manager."""
+    for statement in statements:
+        manager = manager_of.get(statement.subject or "")
+        if manager and statement.database is None and statement.role is None and not statement.autocommit:
+            statement = dataclasses.replace(statement, role=manager)
+        yield statement
+
+
+def managed_role_changes(role: Role, current: Current | None, manager: str | None) -> Iterator[Statement]:
+    """`role_changes`, through the service's manager. A role the manager creates on PostgreSQL 16
+    is the manager's to administer; the admin is given ADMIN on it too, as it would have had as its
+    creator, so that the admin (and the Terraform provider, which logs in as it) may still change
+    it; on the owner, the admin also gets its privileges, to act as the owner."""
+    for statement in role_changes(role, current):
+        yield dataclasses.replace(statement, role=manager) if manager else statement
+    new = current is not None and role.name not in current.roles
+    if manager and new and current.server_version >= PG16:
+        options = "INHERIT TRUE, SET TRUE" if role.kind == RoleKind.OWNER else "INHERIT FALSE, SET FALSE"
+        yield Statement(
+            description=f"the admin may manage {role.name}"
+            + (", and acts as it" if role.kind == RoleKind.OWNER else ""),
+            query=sql.SQL("GRANT {} TO SESSION_USER WITH ADMIN OPTION, " + options).format(ident(role.name)),
+            role=manager,
+        )
+
+
 def purge_changes(wanted: Plan, current: Current | None) -> Iterator[Statement]:
     """Drop the database, then the roles, of each purged service: the only statements that drop.
 
@@ -133,7 +200,7 @@ def purge_changes(wanted: Plan, current: Current | None) -> Iterator[Statement]:
                 query=sql.SQL("DROP DATABASE IF EXISTS {}").format(ident(service)),
                 autocommit=True,
             )
-        for name in role_names(service):
+        for name in (*role_names(service), manager_name(service)):
             if current is None or name in current.roles:
                 yield Statement(
                     description=f"drop role {name} of purged service {service}",
@@ -250,6 +317,7 @@ def database_setting_changes(current: Current | None) -> Iterator[Statement]:
         yield Statement(
             description=f"{role}: reset its settings in database {database} (not declared: {', '.join(settings)})",
             query=sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(ident(role), ident(database)),
+            subject=role,
         )
 
 
@@ -273,13 +341,23 @@ def password_removal(role: Role, current: Current) -> Iterator[Statement]:
         )
 
 
-def membership_changes(wanted: Plan, current: Current | None, managed: set[str]) -> Iterator[Statement]:
+def membership_changes(
+    wanted: Plan, current: Current | None, managed: set[str], manager_of: Mapping[str, str] | None = None
+) -> Iterator[Statement]:
+    """Memberships: the admin's of each owner, then the declared ones, then revokes of the rest. A
+    grant of a service's role runs as its manager (who holds ADMIN on it), others as the admin."""
+    manager_of = manager_of or {}
+    new_on_16 = current is not None and current.server_version >= PG16
     for service in wanted.services:
         owner = service.owner.name
-        if current is None or owner not in current.acting_as:
+        # On 16, the grant that comes with a new owner makes the admin act as it already.
+        created_now = new_on_16 and owner in manager_of and owner not in current.roles
+        if (current is None or owner not in current.acting_as) and not created_now:
+            grantee = "SESSION_USER" if owner in manager_of else "CURRENT_USER"
             yield Statement(
                 description=f"the admin acts as {owner}, to create and grant what {owner} owns",
-                query=sql.SQL("GRANT {} TO CURRENT_USER").format(ident(owner)),
+                query=sql.SQL("GRANT {} TO " + grantee).format(ident(owner)),
+                role=manager_of.get(owner),
             )
     wanted_pairs = [(m.member, m.role) for m in wanted.memberships]
     have = current.memberships if current else frozenset()
@@ -288,10 +366,12 @@ def membership_changes(wanted: Plan, current: Current | None, managed: set[str])
             yield Statement(
                 description=f"grant {role} to {member}",
                 query=sql.SQL("GRANT {} TO {}").format(ident(role), ident(member)),
+                role=manager_of.get(role),
             )
     for member, role in sorted(have - set(wanted_pairs)):
         if member in managed:
             yield Statement(
+                role=manager_of.get(role),
                 description=f"revoke {role} from {member} (not declared)",
                 query=sql.SQL("REVOKE {} FROM {}").format(ident(role), ident(member)),
             )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from servicedb.driver import INVALID_PASSWORD, Connection, failure
-from servicedb.plan import RDS_IAM, ObjectType, Plan, RoleKind, role_name
+from servicedb.plan import RDS_IAM, ObjectType, Plan, RoleKind, manager_name, role_name
 from servicedb.plan import role_names as plan_role_names
 
 PARALLEL_CONNECTIONS = 4
@@ -109,7 +109,8 @@ class Current:
     memberships: frozenset[tuple[str, str]]
     """(member, role) pairs where either side is a managed role."""
     acting_as: frozenset[str]
-    """Managed roles whose privileges the admin holds (it can act as the owner)."""
+    """Owner roles whose privileges the admin holds (it can act as the owner), and managers it may
+    become (`SET ROLE`)."""
     databases: Mapping[str, DatabaseState]
     """The managed databases that exist."""
     available_extensions: frozenset[str]
@@ -122,6 +123,8 @@ class Current:
     with_password: frozenset[str] | None = None
     """The managed login users that have a password, from `pg_authid`; None when the admin cannot
     read it (only superusers can, and the Aurora master user is not one)."""
+    administering: frozenset[tuple[str, str]] = frozenset()
+    """(manager or admin, managed role) pairs where the first holds ADMIN on the second."""
     database_settings: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     """(managed role, database) to the settings `ALTER ROLE ... IN DATABASE ... SET` gave it: the
     plan declares none, and they win over the role's own (a declared statement_timeout included)."""
@@ -152,6 +155,9 @@ def inspect(
     # Purged services too: their database and roles are what apply drops.
     role_names = [role.name for role in wanted.roles]
     role_names += [name for service in wanted.purged for name in plan_role_names(service)]
+    managers = [manager_name(service.service) for service in wanted.services] + [
+        manager_name(service) for service in wanted.purged
+    ]
     database_names = [service.database.name for service in wanted.services] + list(wanted.purged)
     owners = [service.owner.name for service in wanted.services]
     owners += [role_name(service, RoleKind.OWNER) for service in wanted.purged]
@@ -171,7 +177,7 @@ def inspect(
         LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
         WHERE r.rolname = ANY(%s)
         """,
-        (role_names,),
+        (role_names + managers,),
     ):
         name, login, inherit, limit, superuser, createdb, createrole, config, valid_until = row
         roles[name] = RoleState(
@@ -210,12 +216,32 @@ def inspect(
             (role_names,),
         )
     }
+    # An owner: the admin uses its privileges; a manager: the admin may SET ROLE to it.
+    become = "SET" if version >= 160000 else "MEMBER"
     acting_as = frozenset(
         name
         for (name,) in conn.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND pg_has_role(current_user, oid, 'USAGE')",
-            (owners,),
+            f"""
+            SELECT rolname FROM pg_roles
+            WHERE (rolname = ANY(%(owners)s) AND pg_has_role(current_user, oid, 'USAGE'))
+               OR (rolname = ANY(%(managers)s) AND pg_has_role(current_user, oid, '{become}'))
+            """,
+            {"owners": owners, "managers": managers},
         )
+    )
+    # Which roles each manager may alter and grant (PostgreSQL 16 asks for ADMIN), and the admin.
+    administering = frozenset(
+        conn.execute(
+            """
+            SELECT m.rolname, g.rolname
+            FROM pg_auth_members a
+            JOIN pg_roles m ON m.oid = a.member
+            JOIN pg_roles g ON g.oid = a.roleid
+            WHERE a.admin_option AND g.rolname = ANY(%(roles)s)
+              AND (m.rolname = ANY(%(managers)s) OR m.rolname = current_user)
+            """,
+            {"roles": role_names, "managers": managers},
+        ).fetchall()
     )
     available = frozenset(name for (name,) in conn.execute("SELECT name FROM pg_available_extensions"))
     trusted = frozenset(
@@ -267,6 +293,7 @@ def inspect(
         rds_iam_exists=rds_iam_exists,
         with_password=with_password,
         database_settings=database_settings,
+        administering=administering,
     )
 
 

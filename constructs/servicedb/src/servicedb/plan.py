@@ -432,6 +432,21 @@ def alternating_rotations(rotation: int) -> tuple[int, int]:
     return even, odd
 
 
+MANAGER_SUFFIX = "manager"
+
+
+def manager_name(service: str) -> str:
+    """`<service>_manager`: NOLOGIN, CREATEROLE, a role only the admin may become. `servicedb apply`
+    creates and alters the service's roles through it, so that they are its roles, not the admin's.
+
+    Not part of the plan (Terraform has none): on PostgreSQL 16, a role that is not a superuser may
+    alter a role only if it holds ADMIN on it, and checking that walks every membership of the
+    acting role, which for an admin that created thousands of roles makes each ALTER ROLE and GRANT
+    cost milliseconds more for every hundred services. A manager holds a few.
+    """
+    return f"{service}_{MANAGER_SUFFIX}"
+
+
 def role_names(service: str) -> tuple[str, ...]:
     """Every role a service may have (its alternating app user's clone too), the owner last: the
     order to drop them in. Break-glass roles are not the service's: `servicedb expire` drops them."""

@@ -56,6 +56,11 @@ class Statement:
     """Run after `SET ROLE` to this role, so what is created and granted is the owner's."""
     autocommit: bool = False
     """Outside a transaction: `CREATE DATABASE` cannot run inside one."""
+    subject: str | None = None
+    """The role the statement changes, when it is one: whose manager may run it."""
+    internal: bool = False
+    """How apply does its work (its managers), not a difference from the declarations: `verify`
+    does not report it."""
 
     @property
     def text(self) -> str:

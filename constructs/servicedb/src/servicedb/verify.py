@@ -378,7 +378,7 @@ def verify(
         for name, (until, sessions) in expired.items()
     ]
     changes = diff(wanted, current)
-    differences += [Difference(kind="drift", message=s.description) for s in changes.statements]
+    differences += [Difference(kind="drift", message=s.description) for s in changes.statements if not s.internal]
     differences += [Difference(kind="drift", message=problem) for problem in changes.problems]
     shown = users + sorted(set(reaching))
     temporary = tuple(
