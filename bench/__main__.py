@@ -1,6 +1,6 @@
 """`make bench`: measure, then write BENCHMARKS.md.
 
-    python -m bench [--runs 3] [--test-runs 3] [--sizes 5,50,500] [--output BENCHMARKS.md]
+    python -m bench [--runs 3] [--test-runs 1] [--sizes 5,50,500] [--output BENCHMARKS.md]
 
 Every synth runs in a fresh process (`bench/synth.py`), the plain import and servicedb's in turn
 for each size and run, so that each ratio compares two runs made side by side. Each section of
@@ -160,6 +160,8 @@ class Bench:
     cli_stacks: str = ""
     postgresql: list[postgres.Result] = field(default_factory=list)
     postgresql_sizes: tuple[int, ...] = (25, 50, 100)
+    scale: list[postgres.Result] = field(default_factory=list)
+    scale_synths: list[Size] = field(default_factory=list)
 
 
 # Measurements.
@@ -206,13 +208,32 @@ def measure_postgresql(bench: Bench) -> None:
     for count in bench.postgresql_sizes:
         runs = []
         for run in range(bench.runs):
-            result = postgres.measure(count)
+            # verify --logins tries every user on every database: measured once per size.
+            result = postgres.measure(count, logins=run == 0)
             say(
                 f"run {run + 1}/{bench.runs}, PostgreSQL, {count} services: apply {result.apply.seconds:.2f} s, "
                 f"again {result.noop.seconds:.2f} s, verify {result.verify.seconds:.2f} s"
             )
             runs.append(result)
         bench.postgresql.append(postgres.summarize(runs))
+
+
+def measure_scale(bench: Bench) -> None:
+    """100, 300 and 1,000 services on the real server, once each; synth of 1,000 and 2,000."""
+    for count in postgres.SCALE_SIZES:
+        result = postgres.measure(count, logins=False)
+        say(
+            f"scale, PostgreSQL, {count} services: apply {result.apply.seconds:.2f} s, "
+            f"again {result.noop.seconds:.2f} s, verify {result.verify.seconds:.2f} s"
+        )
+        bench.scale.append(result)
+    for count in SCALE_SYNTH_SIZES:
+        directory = bench.workdir / f"scale-{count}"
+        write_declarations(directory, count)
+        size = Size(services=count, directory=directory)
+        result = size.measure("project")
+        say(f"scale, synth of {count} services: {result['wall_seconds']:.2f} s")
+        bench.scale_synths.append(size)
 
 
 def measure_tests(bench: Bench) -> None:
@@ -484,6 +505,36 @@ def postgresql_section(bench: Bench) -> str:
     )
 
 
+SCALE_SYNTH_SIZES = (1000, 2000)
+
+
+def scale_section(bench: Bench) -> str:
+    first = bench.scale_synths[0]
+    synth_rows = [
+        f"| {size.services} | {seconds(size.median('project', 'wall_seconds'))} "
+        f"({size.median('project', 'wall_seconds') / first.median('project', 'wall_seconds'):.1f}x) "
+        f"| {mib(size.median('project', 'python_peak_rss_kib'))} | {mib(size.median('project', 'node_peak_rss_kib'))} |"
+        for size in bench.scale_synths
+    ]
+    return "\n\n".join(
+        [
+            "## Scale",
+            f"PostgreSQL {postgres.server()}, as above, one run per size, without `verify --logins`: apply from "
+            "empty, a second apply and verify, and each one's growth from 100 services.",
+            postgres.scale_section(bench.scale),
+            "Synth of the bench's declarations with servicedb (`bench/synth.py project`), one run per size, "
+            "with the peak memory of the Python process and of jsii's node process:",
+            "\n".join(
+                [
+                    "| services | synth | Python peak | node peak |",
+                    "| --- | --- | --- | --- |",
+                    *synth_rows,
+                ]
+            ),
+        ]
+    )
+
+
 SECTIONS: tuple[Callable[[Bench], str], ...] = (
     targets_section,
     import_section,
@@ -493,6 +544,7 @@ SECTIONS: tuple[Callable[[Bench], str], ...] = (
     cli_section,
     tests_section,
     postgresql_section,
+    scale_section,
 )
 
 
@@ -513,7 +565,7 @@ def report(bench: Bench, command: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each synth (default 3)")
-    parser.add_argument("--test-runs", type=int, default=3, help="runs of the test suite (default 3)")
+    parser.add_argument("--test-runs", type=int, default=1, help="runs of the test suite (default 1)")
     parser.add_argument("--sizes", default="5,50,500", help="numbers of services (default 5,50,500)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -533,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
         measure_synths(bench)
         measure_cli(bench)
         measure_postgresql(bench)
+        measure_scale(bench)
         measure_tests(bench)
         bench.load_after = os.getloadavg()
         args.output.write_text(report(bench, command))

@@ -71,8 +71,8 @@ class Result:
     apply: Phase
     noop: Phase
     verify: Phase
-    logins: Phase
-    """`verify --logins`: the matrix, then every login user tried on every database."""
+    logins: Phase | None
+    """`verify --logins`: the matrix, then every login user tried on every database; None when not measured."""
     ok: bool
 
 
@@ -84,7 +84,7 @@ def write_services(directory: Path, count: int) -> None:
         )
 
 
-def measure(count: int) -> Result:
+def measure(count: int, *, logins: bool = True) -> Result:
     with tempfile.TemporaryDirectory(prefix="servicedb-bench-") as name, LocalServer(available_binaries()[0]) as local:
         directory = Path(name)
         write_services(directory, count)
@@ -117,8 +117,8 @@ def measure(count: int) -> Result:
                 report = verify(conn, plan, connect=server.connect)
             reports.append(prove_logins(report, plan, store.stored_passwords(), server.connect_as))
 
-        logins = timed(run_logins)
-        return Result(count, statements, apply, noop, checked, logins, reports[0].ok and reports[1].ok)
+        tried = timed(run_logins) if logins else None
+        return Result(count, statements, apply, noop, checked, tried, all(report.ok for report in reports))
 
 
 def median_phase(phases: list[Phase]) -> Phase:
@@ -137,7 +137,7 @@ def summarize(runs: list[Result]) -> Result:
         apply=median_phase([r.apply for r in runs]),
         noop=median_phase([r.noop for r in runs]),
         verify=median_phase([r.verify for r in runs]),
-        logins=median_phase([r.logins for r in runs]),
+        logins=median_phase([r.logins for r in runs if r.logins]) if any(r.logins for r in runs) else None,
         ok=all(r.ok for r in runs),
     )
 
@@ -154,13 +154,55 @@ def verdicts(results: list[Result]) -> list[str]:
     return lines
 
 
+def logins_cell(phase: Phase | None) -> str:
+    return f"{phase.seconds:.2f} s ({phase.connections} connections)" if phase else "-"
+
+
+SCALE_SIZES = (100, 300, 1000)
+SCALE_TARGET = 1.2
+"""Linear, with 20% to spare: 1,000 services in at most 12x the time of 100."""
+
+
+def grown(result: Result, first: Result, phase: str) -> str:
+    took = getattr(result, phase).seconds
+    return f"{took:.2f} s ({took / getattr(first, phase).seconds:.1f}x)"
+
+
+def scale_section(results: list[Result]) -> str:
+    """Markdown: apply, a second apply and verify at each size, and their growth from the first."""
+    first, largest = results[0], results[-1]
+    rows = [
+        f"| {r.services} | {r.statements} | {grown(r, first, 'apply')} | {grown(r, first, 'noop')} "
+        f"| {grown(r, first, 'verify')} |"
+        for r in results
+    ]
+    sizes = largest.services / first.services
+    verdicts = []
+    for phase, label in (("apply", "apply from empty"), ("noop", "a second apply"), ("verify", "verify")):
+        ratio = getattr(largest, phase).seconds / getattr(first, phase).seconds
+        met = "met" if ratio <= SCALE_TARGET * sizes else "not met"
+        verdicts.append(
+            f"- {label}: {ratio:.1f}x the time of {first.services} services at {largest.services} "
+            f"({sizes:.0f}x the services; target at most {SCALE_TARGET * sizes:.0f}x), {met}."
+        )
+    return "\n".join(
+        [
+            "| services | statements | apply from empty | second apply | verify |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            *verdicts,
+        ]
+    )
+
+
 def section(results: list[Result]) -> str:
     """Markdown for BENCHMARKS.md, from the medians of each size."""
     rows = [
         f"| {r.services} | {r.statements} | {r.apply.seconds:.2f} s | {r.noop.seconds:.2f} s "
         f"({r.noop.queries} queries, {r.noop.connections} connections) | {r.verify.seconds:.2f} s "
-        f"({r.verify.queries} queries, {r.verify.connections} connections) | {r.logins.seconds:.2f} s "
-        f"({r.logins.connections} connections) | {'yes' if r.ok else 'NO'} |"
+        f"({r.verify.queries} queries, {r.verify.connections} connections) | {logins_cell(r.logins)} "
+        f"| {'yes' if r.ok else 'NO'} |"
         for r in results
     ]
     first, largest = results[0], results[-1]
