@@ -288,17 +288,45 @@ GRANT = """\
     )
 """
 ORDERS = {"orders.py": "from servicedb import Service\nSERVICE = Service(name='orders')\n"}
+WITH_FUNCTION_SUBNETS = (
+    ENVIRONMENT
+    + 'provisioner_subnet_ids = ["subnet-0d0000000000000d1"]\nprovisioner_security_group_id = "sg-0d0000000000000d2"\n'
+)
+"""Where break-glass grants are declared, the schedule that ends them needs the subnets it runs in."""
 
 
 def test_loads_break_glass_grants_from_access_beside_services(tmp_path):
     write(tmp_path / "services", ORDERS)
     write(tmp_path / "access", {"2026-12-01-inc-123.py": GRANT.format(extra=""), "_notes.py": "X = 1\n"})
-    (tmp_path / "environments.toml").write_text(ENVIRONMENT)
+    (tmp_path / "environments.toml").write_text(WITH_FUNCTION_SUBNETS)
     declarations = load_declarations(tmp_path / "services", tmp_path / "environments.toml")
     [(access, source)] = declarations.access
     assert source == os.path.join("access", "2026-12-01-inc-123.py")
     assert (access.person, access.service, access.environment) == ("jdoe", "orders", "dev")
     assert declarations.temporary_access == (access,)
+    assert declarations.environment("dev").expiry_schedule_minutes == 5  # on, where grants are declared
+
+
+def test_grants_without_the_subnets_of_the_expiry_schedule_say_how_to_turn_it_off(tmp_path):
+    write(tmp_path / "services", ORDERS)
+    write(tmp_path / "access", {"inc-1.py": GRANT.format(extra="")})
+    (tmp_path / "environments.toml").write_text(ENVIRONMENT)
+    with pytest.raises(DeclarationError) as raised:
+        load_declarations(tmp_path / "services", tmp_path / "environments.toml")
+    [problem] = raised.value.problems
+    assert (problem.subject, problem.at) == ("[dev]", "expiry_schedule_minutes")
+    assert problem.message.startswith("access/ declares break-glass grants for dev, so the function")
+    assert "or expiry_schedule_minutes = 0" in problem.message
+    (tmp_path / "environments.toml").write_text(ENVIRONMENT + "expiry_schedule_minutes = 0\n")
+    declarations = load_declarations(tmp_path / "services", tmp_path / "environments.toml")
+    assert declarations.environment("dev").expiry_schedule_minutes == 0
+
+
+def test_no_grant_no_schedule(tmp_path):
+    write(tmp_path / "services", ORDERS)
+    (tmp_path / "environments.toml").write_text(ENVIRONMENT)
+    declarations = load_declarations(tmp_path / "services", tmp_path / "environments.toml")
+    assert declarations.environment("dev").expiry_schedule_minutes == 0
 
 
 def test_a_missing_access_directory_declares_no_grant(tmp_path):
@@ -318,7 +346,7 @@ def test_reports_grant_problems_with_the_others(tmp_path):
             "inc-3.py": "GRANT = 1\n",
         },
     )
-    (tmp_path / "environments.toml").write_text(ENVIRONMENT)
+    (tmp_path / "environments.toml").write_text(WITH_FUNCTION_SUBNETS)
     with pytest.raises(DeclarationError) as raised:
         load_declarations(tmp_path / "services", tmp_path / "environments.toml")
     assert [(p.source, p.at, p.message.split(";")[0]) for p in raised.value.problems] == [

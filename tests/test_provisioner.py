@@ -27,6 +27,7 @@ from servicedb.provisioner import (
     ProvisionError,
     SslMode,
     event,
+    expire_event,
     handler,
     invocation,
     plan_from_json,
@@ -219,7 +220,7 @@ def test_fails_clearly_on_an_unreachable_server(deployment: Deployment) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"action": "destroy"}, "event: action must be one of 'apply', 'verify', got 'destroy'"),
+        ({"action": "destroy"}, "event: action must be one of 'apply', 'verify', 'expire', got 'destroy'"),
         ({"plan": None}, "event: plan must be an object, got NoneType"),
         ({"sslmode": "prefer"}, "event: sslmode must be one of 'require', 'disable', got 'prefer'"),
         ({"password": "x"}, "event: unknown fields password"),
@@ -248,3 +249,42 @@ def test_the_handler_imports_no_construct_driver_binding_or_aws_sdk() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_schedules_expire_removes_a_break_glass_role_whose_time_is_up(
+    deployment: Deployment, applied: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the expiry schedule sends, run by the handler over pg8000: the session ends, what the
+    role created goes to the service's owner, the role goes, one JSON line per action."""
+    role, password = "tmp_jdoe_ledger_202612010900", generate_password(40)
+    with deployment.admin() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' VALID UNTIL 'infinity' CONNECTION LIMIT 2")
+        conn.execute(f"GRANT ledger_reader TO {role}")
+    session = psycopg.connect(deployment.server.url(role, password, "ledger"), autocommit=True)
+    (large_object,) = session.execute("SELECT lo_create(0)").fetchone()
+    with deployment.admin() as conn:
+        conn.execute(f"ALTER ROLE {role} VALID UNTIL '2026-12-01 10:00:00+00'")
+
+    sent = json.loads(json.dumps(expire_event(deployment.plan.environment, sslmode=SslMode.DISABLE)))
+    assert len(json.dumps(sent)) < 8192  # an EventBridge target's input
+    result = handler(sent, None)  # Secrets Manager: the module's moto
+    assert result == {"action": "expire", "ok": True, "removed": 1}
+    actions = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [a["action"] for a in actions] == [
+        "forbid_login",
+        "terminate_session",
+        "reassign_owned",
+        "drop_owned",
+        "drop_role",
+    ]
+    assert {(a["role"], a["person"], a["service"], a["level"]) for a in actions} == {(role, "jdoe", "ledger", "read")}
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    session.close()
+    with deployment.admin("ledger") as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (0,)
+        owner = conn.execute(
+            "SELECT lomowner::regrole::text FROM pg_largeobject_metadata WHERE oid = %s", (large_object,)
+        )
+        assert owner.fetchone() == ("ledger_owner",)
+    assert handler(sent, None) == {"action": "expire", "ok": True, "removed": 0}

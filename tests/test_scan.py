@@ -65,10 +65,20 @@ def test_the_repositorys_stacks_pass_with_the_skips_their_constructs_declare(sta
         ("dev-database-access", "CKV2_AWS_57"),  # every secret: Terraform owns the password
         ("prod-database-access", "CKV2_AWS_57"),
         ("dev-database-access", "CKV_AWS_149"),  # dev has no customer key; prod has one, so no skip
+        # prod declares break-glass grants: its expiry function and log group
+        ("prod-database-access", "CKV_AWS_50"),
+        ("prod-database-access", "CKV_AWS_116"),
+        ("prod-database-access", "CKV_AWS_272"),
+        ("prod-database-access", "CKV_AWS_158"),
     }
-    # 8 secrets per environment, the example grant's in prod, and dev's 8 without a customer key.
-    assert len(report.skipped) == 8 + 9 + 8
-    assert all(skip.resource.startswith("aws_secretsmanager_secret.") for skip in report.skipped)
+    # 8 secrets per environment, the example grant's in prod, dev's 8 without a customer key, and
+    # the expiry function's 3 and its log group's 1.
+    assert len(report.skipped) == 8 + 9 + 8 + 4
+    expiry = {
+        "aws_lambda_function.expiry_function_B9CBAAF7",
+        "aws_cloudwatch_log_group.expiry_function_log_group_D49ADEC0",
+    }
+    assert all(s.resource.startswith("aws_secretsmanager_secret.") or s.resource in expiry for s in report.skipped)
     [grant] = [skip for skip in report.skipped if "temporary_access_" in skip.resource]
     assert (grant.stack, grant.check_id) == ("prod-database-access", "CKV2_AWS_57")
 

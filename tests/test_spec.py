@@ -585,9 +585,19 @@ def test_rejects_a_lambda_provisioner_without_where_to_run(overrides, expected):
     assert messages([], [environment(**{**LAMBDA, **overrides})]) == [f"[test] {message}" for message in expected]
 
 
-def test_rejects_lambda_settings_with_the_terraform_provisioner():
+def test_the_functions_subnets_serve_the_expiry_schedule_with_the_terraform_provisioner():
     settings = {key: value for key, value in LAMBDA.items() if key != "provisioner"}
-    assert messages([], [environment(**settings)]) == [
-        f"[test] at {key}: is only used when provisioner = 'lambda'; remove it or set provisioner = 'lambda'"
-        for key in settings
+    assert messages([], [environment(**settings)]) == []
+    assert messages([], [environment(provisioner_subnet_ids=settings["provisioner_subnet_ids"])]) == [
+        "[test] at provisioner_security_group_id: is required with provisioner_subnet_ids: the functions' group"
+    ]
+
+
+def test_rejects_an_expiry_schedule_without_the_subnets_it_runs_in():
+    [message] = messages([], [environment(expiry_schedule_minutes=5)])
+    assert message.startswith("[test] at expiry_schedule_minutes: the function that removes expired break-glass")
+    assert messages([], [environment(expiry_schedule_minutes=61)])[0].endswith("must be between 0 and 60, got 61")
+    assert messages([], [environment(alarm_topic_arns=("oncall",))]) == [
+        "[test] at alarm_topic_arns[0]: must be an SNS topic ARN like 'arn:aws:sns:eu-west-1:123456789012:oncall', "
+        "got 'oncall'"
     ]

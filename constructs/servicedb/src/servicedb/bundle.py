@@ -23,6 +23,7 @@ MODULES = (
     "compose",
     "diff",
     "driver",
+    "expire",
     "errors",
     "inspect",
     "lazy_aws",

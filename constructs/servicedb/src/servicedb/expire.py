@@ -24,11 +24,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import psycopg
-from psycopg import sql
-
+from servicedb import compose as sql
 from servicedb.access import ROLE_REGEX, STAMP_FORMAT, AccessLevel, TemporaryAccess, is_aware, timestamp
 from servicedb.apply import ADVISORY_LOCK_KEY, LOCK_TIMEOUT
+from servicedb.driver import Connection, failure
 from servicedb.plan import RoleKind
 
 TERMINATE_TIMEOUT_MS = 5000
@@ -89,9 +88,9 @@ class ExpiredRole:
 
 
 def expire(
-    conn: psycopg.Connection,
+    conn: Connection,
     *,
-    connect: Callable[[str], psycopg.Connection],
+    connect: Callable[[str], Connection],
     now: datetime,
     declared: Mapping[str, tuple[TemporaryAccess, str]] = {},
     out: Callable[[str], None] = print,
@@ -99,14 +98,15 @@ def expire(
     """Remove every temporary role whose `VALID UNTIL`, or declared `valid_until`, is at or before
     `now`; return how many could not be removed.
 
-    `conn` is the admin connection (autocommit); `connect(database)` opens another one. `declared`
+    `conn` is the admin connection (autocommit, psycopg or pg8000: `servicedb.driver`);
+    `connect(database)` opens another one. `declared`
     maps role names to their declarations and files: the why of each line, and the grants ended
     before their role's `VALID UNTIL` (a declaration can only end a role earlier, never keep it). A
     role that cannot be removed is reported (`"action": "failed"`) and the others are still removed.
     """
     conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
     try:
-        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)).as_string())
         roles = [
             ExpiredRole(name=name, valid_until=valid_until, member_of=tuple(member_of))
             for name, valid_until, member_of in conn.execute(
@@ -118,9 +118,12 @@ def expire(
             log = audit_log(role.record(declared.get(role.name)), out)
             try:
                 remove(conn, role, connect=connect, log=log)
-            except psycopg.Error as error:
+            except Exception as error:
+                refused = failure(error)
+                if refused is None:
+                    raise
                 failed += 1
-                log("failed", error=error.diag.message_primary or str(error).splitlines()[0])
+                log("failed", error=refused.message)
         return failed
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
@@ -143,18 +146,18 @@ def audit_log(record: Mapping[str, object], out: Callable[[str], None]) -> Calla
 
 
 def remove(
-    conn: psycopg.Connection,
+    conn: Connection,
     role: ExpiredRole,
     *,
-    connect: Callable[[str], psycopg.Connection],
+    connect: Callable[[str], Connection],
     log: Callable[..., None],
 ) -> None:
     name = sql.Identifier(role.name)
-    conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(name))
+    conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(name).as_string())
     log("forbid_login")
     (inherits,) = conn.execute("SELECT pg_has_role(current_user, %s, 'USAGE')", (role.name,)).fetchone()
     if not inherits:
-        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(name))
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(name).as_string())
     for pid, database, started in conn.execute(
         "SELECT pid, datname, backend_start FROM pg_stat_activity WHERE usename = %s ORDER BY pid", (role.name,)
     ).fetchall():
@@ -166,15 +169,15 @@ def remove(
         if target:
             (acts_as,) = conn.execute("SELECT pg_has_role(current_user, %s, 'USAGE')", (target,)).fetchone()
             if not acts_as:
-                conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(target)))
+                conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(target)).as_string())
         with connect(database) if database else nullcontext(conn) as inside, inside.transaction():
-            inside.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            inside.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)).as_string())
             new_owner = sql.Identifier(target) if target else sql.SQL("CURRENT_USER")
-            inside.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(name, new_owner))
-            inside.execute(sql.SQL("DROP OWNED BY {}").format(name))
+            inside.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(name, new_owner).as_string())
+            inside.execute(sql.SQL("DROP OWNED BY {}").format(name).as_string())
         where = database or "shared objects"
         log("reassign_owned", database=where, to=target or "the admin")
         log("drop_owned", database=where)
 
-    conn.execute(sql.SQL("DROP ROLE {}").format(name))
+    conn.execute(sql.SQL("DROP ROLE {}").format(name).as_string())
     log("drop_role", removed_at=timestamp(datetime.now(UTC)))

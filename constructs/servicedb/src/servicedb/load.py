@@ -68,6 +68,8 @@ def load_declarations(
     )
     if record is not None:
         problems += record_problems(services, services_dir=services_dir, record=record)
+    environments, expiry_problems = with_expiry_schedules(environments, access)
+    problems += expiry_problems
     if problems:
         raise DeclarationError(problems)
     return Declarations(
@@ -75,6 +77,32 @@ def load_declarations(
         environments=tuple(environment for environment, _ in environments),
         access=tuple(access),  # type: ignore[arg-type]  # validated above
     )
+
+
+DEFAULT_EXPIRY_MINUTES = 5
+
+
+def with_expiry_schedules(
+    environments: list[tuple[Environment, str]], access: list[tuple[object, str]]
+) -> tuple[list[tuple[Environment, str]], list[Problem]]:
+    """Each environment with its expiry schedule decided: left out, every 5 minutes where `access/`
+    declares a grant for it, else none; and the problems of the schedules so decided."""
+    granted = {getattr(grant, "environment", None) for grant, _ in access}
+    resolved, problems = [], []
+    for environment, source in environments:
+        if environment.expiry_schedule_minutes is None:
+            minutes = DEFAULT_EXPIRY_MINUTES if environment.name in granted else 0
+            environment = dataclasses.replace(environment, expiry_schedule_minutes=minutes)
+            problems += [
+                dataclasses.replace(
+                    problem,
+                    message=f"access/ declares break-glass grants for {environment.name}, so {problem.message}",
+                )
+                for problem in environment_problems(environment, source=source)
+                if problem.at == "expiry_schedule_minutes"
+            ]
+        resolved.append((environment, source))
+    return resolved, problems
 
 
 def default_access_dir(services_dir: Path) -> Path:

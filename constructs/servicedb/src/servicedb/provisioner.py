@@ -13,6 +13,13 @@ The event, which Terraform keeps in its state, holds no password:
      "secret_arns": {"<login user>": "<ARN of its secret>", ...},
      "sslmode": "require" | "disable"}        (default: require)
 
+Its third action, `expire`, is what an EventBridge schedule sends every few minutes: it removes
+the break-glass roles whose time is up, as `servicedb expire` does (`servicedb.expire`), one JSON
+line per action in the function's log. It needs only the cluster, so its event is small enough
+for a schedule's input (8 KB):
+
+    {"action": "expire", "environment": <the plan's Environment>, "sslmode": ...}
+
 The result, kept in the state too, says what ran and what differed, never a password. A plan
 that cannot be applied, an unreadable secret or a failed statement fails the invocation, and so
 the deploy, with one message saying which and why.
@@ -28,10 +35,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from servicedb.access import current_time
 from servicedb.apply import ApplyError, apply_plan
 from servicedb.driver import Pg8000Server, failure
+from servicedb.expire import expire
 from servicedb.passwords import SecretsError, SecretsManagerSecrets, master_credentials
 from servicedb.plan import Plan, PlanInvariantError, check_invariants
+from servicedb.spec import Environment
 from servicedb.sql import Statement
 from servicedb.verify import Level, verify
 
@@ -47,6 +57,8 @@ class Action(enum.StrEnum):
     """Apply what differs from the plan (the default)."""
     VERIFY = "verify"
     """Report the effective-access matrix and every difference; change nothing."""
+    EXPIRE = "expire"
+    """Remove the break-glass roles whose time is up (`servicedb.expire`)."""
 
 
 class SslMode(enum.StrEnum):
@@ -63,10 +75,17 @@ class ProvisionError(Exception):
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Invocation:
     action: Action
-    plan: Plan
+    plan: Plan | None
+    """None for `expire`, which needs the environment only."""
     secret_arns: Mapping[str, str]
     """Login user name to its secret's ARN; a user not listed is read by its secret's name."""
     sslmode: SslMode
+    expiring: Environment | None = None
+    """The environment whose expired break-glass roles `expire` removes."""
+
+    @property
+    def environment(self) -> Environment:
+        return self.plan.environment if self.plan is not None else self.expiring  # type: ignore[return-value]
 
 
 def plan_to_json(value: object) -> Any:
@@ -146,12 +165,24 @@ def event(
     }
 
 
+def expire_event(environment: Environment, *, sslmode: SslMode = SslMode.REQUIRE) -> dict[str, object]:
+    """The event that makes the function remove the environment's expired break-glass roles."""
+    return {"action": str(Action.EXPIRE), "environment": plan_to_json(environment), "sslmode": str(sslmode)}
+
+
 def invocation(received: object) -> Invocation:
     """The invocation an event asks for, checked: the plan holds the isolation rules, as planned."""
     if not isinstance(received, dict):
         raise ProvisionError(f"event: must be an object, got {type(received).__name__}")
-    if unknown := sorted(set(received) - {"action", "plan", "secret_arns", "sslmode"}):
-        raise ProvisionError(f"event: unknown fields {', '.join(unknown)} (known: action, plan, secret_arns, sslmode)")
+    known = {"action", "plan", "secret_arns", "sslmode", "environment"}
+    if unknown := sorted(set(received) - known):
+        raise ProvisionError(f"event: unknown fields {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    sslmode = plan_from_json(SslMode, received.get("sslmode", str(SslMode.REQUIRE)), "sslmode")
+    if received.get("action") == str(Action.EXPIRE):
+        if "environment" not in received:
+            raise ProvisionError("event: expire needs the environment; use `provisioner.expire_event`")
+        environment = plan_from_json(Environment, received["environment"], "environment")
+        return Invocation(action=Action.EXPIRE, plan=None, secret_arns={}, sslmode=sslmode, expiring=environment)
     if "plan" not in received:
         raise ProvisionError("event: no plan; invoke the function with the event `servicedb event` prints")
     secret_arns = received.get("secret_arns", {})
@@ -166,7 +197,7 @@ def invocation(received: object) -> Invocation:
         action=plan_from_json(Action, received.get("action", str(Action.APPLY)), "action"),
         plan=plan,
         secret_arns=secret_arns,
-        sslmode=plan_from_json(SslMode, received.get("sslmode", str(SslMode.REQUIRE)), "sslmode"),
+        sslmode=sslmode,
     )
 
 
@@ -176,11 +207,30 @@ def listed(name: str, descriptions: list[str]) -> dict[str, object]:
     return {name: descriptions[:SUMMARY_LIMIT], **({f"more_{name}": more} if more > 0 else {})}
 
 
-def provision(invocation: Invocation, *, secrets: Any, log: Callable[[str], None] = print) -> dict[str, object]:
-    """Run the invocation's action with `secrets`, a Secrets Manager client; the result to return."""
-    environment = invocation.plan.environment
+def admin_credentials(environment: Environment, *, secrets: Any, tokens: Any = None) -> tuple[str, str]:
+    """The admin's user and password: an IAM token for `admin_iam_user` from `tokens` (an RDS
+    client), else the master secret's."""
+    if environment.admin_iam_user:
+        if tokens is None:
+            raise ProvisionError(f"{environment.name}: admin_iam_user is set, but no RDS client makes its token")
+        token = tokens.generate_db_auth_token(
+            DBHostname=environment.endpoint,
+            Port=environment.port,
+            DBUsername=environment.admin_iam_user,
+            Region=environment.region,
+        )
+        return environment.admin_iam_user, token
+    return master_credentials(secrets, environment.master_secret_arn)
+
+
+def provision(
+    invocation: Invocation, *, secrets: Any, log: Callable[[str], None] = print, tokens: Any = None
+) -> dict[str, object]:
+    """Run the invocation's action with `secrets`, a Secrets Manager client (and `tokens`, an RDS
+    client, for an admin that logs in with IAM); the result to return."""
+    environment = invocation.environment
     try:
-        user, password = master_credentials(secrets, environment.master_secret_arn)
+        user, password = admin_credentials(environment, secrets=secrets, tokens=tokens)
         server = Pg8000Server(
             host=environment.endpoint,
             port=environment.port,
@@ -189,6 +239,20 @@ def provision(invocation: Invocation, *, secrets: Any, log: Callable[[str], None
             ssl=invocation.sslmode == SslMode.REQUIRE,
             connect_timeout_seconds=environment.connect_timeout_seconds,
         )
+        if invocation.action == Action.EXPIRE:
+            with server.connect() as conn:
+                lines: list[str] = []
+
+                def audit(line: str) -> None:
+                    lines.append(line)
+                    log(line)
+
+                failed = expire(conn, connect=server.connect, now=current_time(), out=audit)
+            removed = sum(1 for line in lines if '"action": "drop_role"' in line)
+            if failed:
+                # A failed run is an error of the function: its alarm goes off (`ExpirySchedule`).
+                raise ProvisionError(f"expire: {failed} break-glass roles could not be removed; the log says why")
+            return {"action": str(Action.EXPIRE), "ok": True, "removed": removed}
         if invocation.action == Action.VERIFY:
             with server.connect() as conn:
                 report = verify(conn, invocation.plan, connect=server.connect)
@@ -228,5 +292,7 @@ def handler(received: object, context: object = None) -> dict[str, object]:
     import boto3
 
     requested = invocation(received)
-    secrets = boto3.client("secretsmanager", region_name=requested.plan.environment.region)
-    return provision(requested, secrets=secrets)
+    region = requested.environment.region
+    secrets = boto3.client("secretsmanager", region_name=region)
+    tokens = boto3.client("rds", region_name=region) if requested.environment.admin_iam_user else None
+    return provision(requested, secrets=secrets, tokens=tokens)

@@ -375,15 +375,30 @@ class Environment:
     the cluster is reachable) or `lambda` (a function in the database subnets). @default - `terraform`."""
 
     provisioner_subnet_ids: tuple[str, ...] = ()
-    """Subnets the `lambda` provisioner runs in: the cluster's. Required with `provisioner = "lambda"`;
-    they need a way to Secrets Manager (an interface endpoint or a NAT gateway). @default - none."""
+    """Subnets servicedb's functions run in: the cluster's. Required with `provisioner = "lambda"`,
+    and for the break-glass expiry schedule; they need a way to Secrets Manager (an interface
+    endpoint or a NAT gateway). @default - none."""
 
     provisioner_security_group_id: str | None = None
-    """Security group of the `lambda` provisioner, allowed to reach the cluster's port and Secrets
-    Manager (HTTPS). Required with `provisioner = "lambda"`. @default - none."""
+    """Security group of servicedb's functions, allowed to reach the cluster's port and Secrets
+    Manager (HTTPS). Required with `provisioner_subnet_ids`. @default - none."""
 
     max_temporary_access_hours: int = 8
     """The longest break-glass grant (`access/*.py`) allowed here, in hours. @default - 8."""
+
+    expiry_schedule_minutes: int | None = None
+    """How often a function in the cluster's subnets removes the break-glass roles whose time is up
+    (`servicedb expire`, on an EventBridge schedule); 0 turns it off. @default - every 5 minutes
+    when `access/` declares a grant for the environment (its subnets are then required), else off."""
+
+    alarm_topic_arns: tuple[str, ...] = ()
+    """SNS topics the expiry schedule's alarm notifies when a run fails. @default - none: the alarm
+    shows in CloudWatch only."""
+
+    @property
+    def expires_break_glass(self) -> bool:
+        """Whether the stack has the expiry schedule; `load` resolves the default first."""
+        return bool(self.expiry_schedule_minutes)
 
     @property
     def stack_name(self) -> str:
@@ -695,10 +710,35 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
                 "provisioner_security_group_id",
                 id_problem(environment.provisioner_security_group_id, SECURITY_GROUP_ID_PATTERN),
             )
-    else:
-        for at in ("provisioner_subnet_ids", "provisioner_security_group_id"):
-            if getattr(environment, at) not in ((), None):
-                add(at, "is only used when provisioner = 'lambda'; remove it or set provisioner = 'lambda'")
+    elif environment.provisioner_subnet_ids or environment.provisioner_security_group_id is not None:
+        # The break-glass expiry schedule's function runs there too.
+        for at, message in id_list_problems(
+            "provisioner_subnet_ids", environment.provisioner_subnet_ids, SUBNET_ID_PATTERN
+        ):
+            add(at, message)
+        if environment.provisioner_security_group_id is None:
+            add("provisioner_security_group_id", "is required with provisioner_subnet_ids: the functions' group")
+        else:
+            add(
+                "provisioner_security_group_id",
+                id_problem(environment.provisioner_security_group_id, SECURITY_GROUP_ID_PATTERN),
+            )
+    for index, topic in enumerate(environment.alarm_topic_arns):
+        if not (isinstance(topic, str) and re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", topic)):
+            add(
+                f"alarm_topic_arns[{index}]",
+                f"must be an SNS topic ARN like 'arn:aws:sns:eu-west-1:123456789012:oncall', got {topic!r}",
+            )
+    minutes = environment.expiry_schedule_minutes
+    if minutes is not None:
+        add("expiry_schedule_minutes", check_int(minutes, low=0, high=60))
+    if minutes and not (environment.provisioner_subnet_ids and environment.provisioner_security_group_id):
+        add(
+            "expiry_schedule_minutes",
+            "the function that removes expired break-glass roles runs in the cluster's subnets: set "
+            "provisioner_subnet_ids and provisioner_security_group_id, or expiry_schedule_minutes = 0 "
+            "and run `servicedb expire` on a schedule of your own",
+        )
     if isinstance(environment.network, OperatorNetwork):
         problems += network_problems(environment, source=source)
     elif environment.network is not None:

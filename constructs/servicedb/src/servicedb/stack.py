@@ -14,6 +14,7 @@ from cdktf_cdktf_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from servicedb.construct import ServiceDatabases
+from servicedb.expiry import ExpiryFunction, ExpirySchedule
 from servicedb.lambda_provisioner import LambdaProvisioner
 from servicedb.network import NetworkPlan
 from servicedb.operator_access import Cloud9OperatorHost, OperatorAccess, SsmOperatorHost
@@ -80,6 +81,15 @@ class DatabaseAccessStack(TerraformStack):
             self.output_secret_arns()
             self.add_temporary_access(plan, aws=aws, random=random)
             self.provisioner = self.lambda_provisioner(plan, aws)
+            if environment.expires_break_glass:
+                self.expiry = ExpirySchedule(
+                    self,
+                    "expiry",
+                    environment=environment,
+                    function=self.provisioner.function,
+                    alarm_topic_arns=environment.alarm_topic_arns,
+                    aws_provider=aws,
+                )
             return
 
         host = TerraformVariable(
@@ -134,6 +144,16 @@ class DatabaseAccessStack(TerraformStack):
         )
         self.output_secret_arns()
         self.add_temporary_access(plan, aws=aws, random=random, postgresql=postgresql)
+        if environment.expires_break_glass:
+            function = ExpiryFunction(self, "expiry_function", environment=environment, aws_provider=aws)
+            self.expiry = ExpirySchedule(
+                self,
+                "expiry",
+                environment=environment,
+                function=function.function,
+                alarm_topic_arns=environment.alarm_topic_arns,
+                aws_provider=aws,
+            )
 
     def output_secret_arns(self) -> None:
         TerraformOutput(
