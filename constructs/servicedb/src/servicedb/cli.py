@@ -20,14 +20,16 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from servicedb.access import TemporaryAccess, current_time, find_access_problems, notice
+from servicedb.access import AccessLevel, TemporaryAccess, current_time, find_access_problems, notice
 from servicedb.apply import LOCK_TIMEOUT, ApplyError, apply_plan, changes_for
 from servicedb.diff import diff
 from servicedb.errors import DeclarationError
@@ -270,6 +272,82 @@ def cmd_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return demo(args.services, out=out)
 
 
+def next_minute(now: datetime) -> datetime:
+    """The next whole minute after `now`, in UTC."""
+    return (now.astimezone(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
+
+
+def docstring(text: str) -> str:
+    """`text` safe inside triple double quotes."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def access_file_text(grant: TemporaryAccess) -> str:
+    """An `access/*.py` declaration of `grant`, as a reviewer reads it."""
+    why = f" {grant.reason}" if grant.reason else ""
+    title = f"{grant.ticket}: {grant.person} may {grant.level} {grant.service} in {grant.environment}"
+    fields = [
+        f"person={grant.person!r}",
+        f"principal_arn={grant.principal_arn!r}",
+        f"environment={grant.environment!r}",
+        f"service={grant.service!r}",
+        f"ticket={grant.ticket!r}",
+        f"valid_from=datetime({grant.valid_from:%Y, %-m, %-d, %-H, %-M}, tzinfo=UTC)",
+        f"valid_until=datetime({grant.valid_until:%Y, %-m, %-d, %-H, %-M}, tzinfo=UTC)",
+    ]
+    if grant.level != AccessLevel.READ:
+        fields.append(f"level={str(grant.level)!r}")
+    if grant.reason:
+        fields.append(f"reason={grant.reason!r}")
+    body = "".join(f"    {field},\n" for field in fields)
+    return (
+        f'"""{docstring(f"{title} until {grant.valid_until:%Y-%m-%d %H:%M} UTC.{why}")}"""\n\n'
+        "from datetime import UTC, datetime\n\nfrom servicedb import TemporaryAccess\n\n"
+        f"ACCESS = TemporaryAccess(\n{body})\n"
+    )
+
+
+def cmd_access(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """`servicedb access request`: write the declaration of a break-glass grant that starts at the
+    next whole minute, check it as `cdktf synth` will, and print how to open the pull request."""
+    start = next_minute(current_time())
+    grant = TemporaryAccess(
+        person=args.person,
+        principal_arn=args.principal,
+        environment=args.env,
+        service=args.service,
+        ticket=args.ticket,
+        valid_from=start,
+        valid_until=start + timedelta(hours=args.hours),
+        level=AccessLevel(args.level),
+        reason=args.reason or "",
+    )
+    access_dir = args.access or default_access_dir(args.services)
+    slug = re.sub(r"[^a-z0-9]+", "-", grant.ticket.lower()).strip("-") or "grant"
+    path = access_dir / f"{start:%Y-%m-%d}-{slug}-{grant.person}.py"
+    if path.exists():
+        raise UsageError(f"{path} exists already: one declaration per grant; edit it, or give another --ticket")
+    access_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(access_file_text(grant))
+    try:
+        load_declarations(args.services, args.environments, access_dir)  # as cdktf synth reads them
+    except DeclarationError:
+        path.unlink()  # nothing half-done: no declaration that synth would refuse
+        raise
+    out(f"-- wrote {notice(grant, str(path), current_time())}")
+    out("-- open the pull request, and deploy once it is merged (after the grant's start):")
+    branch = f"access/{slug}-{grant.person}"
+    message = f"{grant.ticket}: {grant.person} may {grant.level} {grant.service} in {grant.environment}"
+    for command in (
+        f"git switch -c {branch}",
+        f"git add {path}",
+        f"git commit -m {shlex.quote(message)}",
+        f"git push -u origin {branch}",
+    ):
+        out(command)
+    return 0
+
+
 def cmd_record(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     """Write the record of deployed services from the declarations; refuse a gone declaration."""
     services, problems = load_services(args.services)
@@ -411,6 +489,31 @@ def parser() -> argparse.ArgumentParser:
         url=False,
         environment=False,
     )
+    access_help = "Break-glass access: `request` writes a grant's declaration in access/, checked as synth will."
+    access_parser = commands.add_parser("access", help=access_help, description=access_help)
+    access_commands = access_parser.add_subparsers(dest="access_command", required=True, metavar="ACTION")
+    request_help = (
+        "Write access/<date>-<ticket>-<person>.py for a grant that starts at the next whole minute, check it "
+        "as cdktf synth does (refusing it with the same messages), and print the git commands for its pull request."
+    )
+    request = access_commands.add_parser("request", help=request_help, description=request_help)
+    request.add_argument("--person", required=True, help="the person's handle, e.g. jdoe")
+    request.add_argument("--principal", required=True, help="the person's IAM role or user ARN, who reads the secret")
+    request.add_argument("--env", required=True, metavar="ENV", help="the environment, from --environments")
+    request.add_argument("--service", required=True, help="the service whose database the person needs")
+    request.add_argument("--level", choices=[str(level) for level in AccessLevel], default="read", help="default: read")
+    request.add_argument("--hours", type=int, default=4, help="how long, from the next whole minute (default: 4)")
+    request.add_argument("--ticket", required=True, help="the incident or ticket, e.g. INC-123")
+    request.add_argument("--reason", help="why; required with --level write: what must be written")
+    request.add_argument("--services", type=Path, default=Path("services"), metavar="DIR", help="default: ./services")
+    request.add_argument(
+        "--environments",
+        type=Path,
+        default=Path("environments.toml"),
+        metavar="FILE",
+        help="default: ./environments.toml",
+    )
+    add_access(request, "access/ beside --services")
     record = command(
         "record",
         "Write the record of deployed services (deployed.toml) that cdktf synth checks; refuses a "
@@ -429,6 +532,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
+    "access": cmd_access,
     "sql": cmd_sql,
     "plan": cmd_plan,
     "apply": cmd_apply,
