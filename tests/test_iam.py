@@ -21,6 +21,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from servicedb.cli import local_environment, main
 from servicedb.construct import ServiceDatabase
 from servicedb.diff import diff
+from servicedb.errors import DeclarationError
 from servicedb.load import load_declarations
 from servicedb.plan import RDS_IAM, DatabaseConnect, Membership, PlanInvariantError, check_invariants, plan_services
 from servicedb.provisioner import Action, SslMode, event, handler
@@ -29,7 +30,18 @@ from servicedb.server import ADMIN, LocalServer
 from servicedb.spec import Auth, Reads, RotationStrategy, Service, find_problems
 from servicedb.stack import DatabaseAccessStack
 
-from factories import Workspace, declare, environment, reading, resources, synth
+from factories import (
+    DURING_GRANT,
+    GRANT_FROM,
+    GRANT_UNTIL,
+    Workspace,
+    declare,
+    environment,
+    reading,
+    resources,
+    synth,
+    temporary_access,
+)
 
 CLUSTER_RESOURCE_ID = "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY0"
 
@@ -510,3 +522,86 @@ def test_the_provisioner_function_applies_iam_users_and_alternating_pairs(cluste
         ]
         cluster.login("basket_app_clone", "basket", password="pw-basket_app_clone-1-0123").close()
         cluster.login("basket_app", "basket", password="pw-basket_app-0-0123").close()  # not yet replaced tasks
+
+
+# Break-glass access to a service that logs in with IAM
+
+
+def test_a_grant_on_an_iam_service_joins_rds_iam_and_has_no_secret():
+    plan = plan_services(
+        [Service(name="orders", auth="iam")],
+        environment(),
+        access=[temporary_access()],
+        now=DURING_GRANT,
+    )
+    [grant] = plan.temporary
+    assert grant.secret is None and grant.role.iam
+    assert grant.iam_membership == Membership(member=grant.role.name, role=RDS_IAM)
+    assert grant.connect == DatabaseConnect(
+        username=grant.role.name, role="oncall-jdoe", region="eu-west-1", account_id="123456789012"
+    )
+    assert all(secret.username != grant.role.name for secret in plan.secrets)
+
+
+def test_refuses_a_principal_of_another_account_for_an_iam_service():
+    with pytest.raises(DeclarationError, match=r"orders logs in with IAM: the principal's rds-db:connect policy"):
+        plan_services(
+            [Service(name="orders", auth="iam")],
+            environment(),
+            access=[temporary_access(principal_arn="arn:aws:iam::999999999999:role/oncall-jdoe")],
+            now=DURING_GRANT,
+        )
+
+
+def test_the_person_may_connect_as_exactly_the_grants_role():
+    wanted = plan_services(
+        [Service(name="orders", auth="iam")], environment(), access=[temporary_access()], now=DURING_GRANT
+    )
+    document = json.loads(Testing.synth(DatabaseAccessStack(Testing.app(), plan=wanted), run_validations=True))
+    role = "tmp_jdoe_orders_202612010900"
+    prefix = f"temporary_access_{role}_"
+    [temporary] = [r for r in resources(document, "postgresql_role").values() if r["name"] == role]
+    assert "password" not in temporary and temporary["login"] is True
+    memberships = resources(document, "postgresql_grant_role")
+    assert memberships[f"{prefix}iam_membership_1B4D924E"]["grant_role"] == RDS_IAM
+    assert memberships[f"{prefix}membership_96793A2B"]["grant_role"].startswith(
+        "${postgresql_role.services_orders_reader"
+    )
+    policy = resources(document, "aws_iam_role_policy")[f"{prefix}connect_policy_14D90B88"]
+    assert (policy["name"], policy["role"]) == (f"servicedb-{role}-connect", "oncall-jdoe")
+    assert (
+        '"Action" = ["rds-db:connect"], "Resource" = ["arn:aws:rds-db:eu-west-1:123456789012:dbuser:'
+        f'${{data.aws_rds_cluster.services_cluster_82102007.cluster_resource_id}}/{role}"]'
+    ) in policy["policy"]
+    assert not [s for s in resources(document, "aws_secretsmanager_secret").values() if role in s["name"]]
+
+
+def test_apply_creates_the_grants_role_in_rds_iam_without_a_password(cluster: Workspace, monkeypatch):
+    monkeypatch.setenv("SERVICEDB_NOW", DURING_GRANT.isoformat())
+    (cluster.directory / "access").mkdir(exist_ok=True)
+    grant = cluster.directory / "access" / "inc-1.py"
+    grant.write_text(
+        "from datetime import UTC, datetime\nfrom servicedb import TemporaryAccess\n"
+        "ACCESS = TemporaryAccess(person='jdoe', principal_arn='arn:aws:iam::000000000000:role/oncall-jdoe', "
+        "environment='local', service='payments', ticket='INC-1', "
+        f"valid_from=datetime.fromisoformat({GRANT_FROM.isoformat()!r}), "
+        f"valid_until=datetime.fromisoformat({GRANT_UNTIL.isoformat()!r}))\n"
+    )
+    try:
+        code, output = cluster.cli("apply")
+        assert code == 0, output
+        role = "tmp_jdoe_payments_202612010900"
+        assert f"create login user {role} (temporary)" in output
+        with cluster.admin() as conn:
+            memberships = conn.execute(
+                "SELECT g.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
+                "JOIN pg_roles g ON g.oid = a.roleid WHERE m.rolname = %s ORDER BY 1",
+                (role,),
+            ).fetchall()
+        assert memberships == [("payments_reader",), (RDS_IAM,)]
+        assert has_password(cluster, role) is False
+        assert cluster.cli("verify")[0] == 0
+    finally:
+        grant.unlink()
+        with cluster.admin() as conn:
+            conn.execute(f"DROP ROLE IF EXISTS tmp_jdoe_payments_{GRANT_FROM:%Y%m%d%H%M}")

@@ -371,11 +371,12 @@ def with_grant(wanted, **changes):
     [
         (
             {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="billing_reader")},
-            "temporary role tmp_jdoe_orders_202612010900 is a member of ['billing_reader'], not of orders_reader only",
+            "temporary role tmp_jdoe_orders_202612010900 is a member of ['billing_reader'], "
+            "not of ['orders_reader'] only",
         ),
         (
             {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="orders_writer")},
-            "not of orders_reader only",
+            "not of ['orders_reader'] only",
         ),
         (
             {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="billing_writer")},
@@ -383,7 +384,7 @@ def with_grant(wanted, **changes):
         ),
         (
             {"membership": Membership(member="tmp_jdoe_orders_202612010900", role="orders_owner")},
-            "not of orders_reader only",
+            "not of ['orders_reader'] only",
         ),
     ],
 )

@@ -102,7 +102,8 @@ def login_role(
         scope,
         "role",
         name=role.name,
-        login=role.login and secret is not None,
+        # A retired service's user has no secret and no login; a user that logs in with IAM has no secret.
+        login=role.login and (secret is not None or role.iam),
         inherit=role.inherit,
         # No password for an IAM user: the provider creates it without one. It does not remove one
         # the user had (1.26 skips an empty password on update), and never gets the string "NULL",
@@ -316,6 +317,8 @@ class ServiceDatabase(Construct):
         self._postgresql_provider = postgresql_provider
         if plan.connects and cluster_resource_id is None:
             cluster_resource_id = cluster_resource_id_of(self, plan, aws_provider)
+        self.cluster_resource_id = cluster_resource_id
+        """The cluster's resource id, which IAM database authentication names; None without IAM."""
 
         in_terraform = provisioner == Provisioner.TERRAFORM
         self.owner_role: Role | None = None

@@ -91,6 +91,8 @@ class LocalSecrets:
                     user = service.login_user(username)
                     stored[key] = self.entry(user, secret, by_user.get(username), host=host, port=port)
         for grant in plan.temporary:
+            if grant.secret is None:  # logs in with IAM
+                continue
             stored[grant.secret.name] = self.entry(
                 grant.role, grant.secret, by_user.get(grant.role.name), host=host, port=port
             )

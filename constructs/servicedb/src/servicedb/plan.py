@@ -361,12 +361,28 @@ class ServicePlan:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TemporaryAccessPlan:
     """A live break-glass grant (`access/*.py`): a login role that is a member of one service's
-    reader role (or writer role) until `role.valid_until`, and its secret."""
+    reader role (or writer role) until `role.valid_until`, and its secret; or, for a service that
+    logs in with IAM, a member of `rds_iam` without password or secret, and `connect`: the person's
+    principal may log in as it with an IAM token."""
 
     access: TemporaryAccess
     role: Role
     membership: Membership
-    secret: Secret
+    secret: Secret | None
+    """None with IAM authentication: no password to keep."""
+    iam_membership: Membership | None = None
+    """The role's membership of `rds_iam`, with IAM authentication."""
+    connect: DatabaseConnect | None = None
+    """With IAM authentication: `rds-db:connect` as the role, for the person's principal."""
+
+    @property
+    def principal_name(self) -> str:
+        """The principal's name (the last part of its ARN), which its IAM policy is attached to."""
+        return self.access.principal_arn.rsplit("/", 1)[-1]
+
+    @property
+    def principal_is_user(self) -> bool:
+        return ":user/" in self.access.principal_arn
 
     @property
     def service(self) -> str:
@@ -397,7 +413,8 @@ class Plan:
     @property
     def memberships(self) -> tuple[Membership, ...]:
         service_memberships = tuple(m for service in self.services for m in service.memberships)
-        return service_memberships + self.reads + tuple(grant.membership for grant in self.temporary)
+        temporary = tuple(m for grant in self.temporary for m in (grant.membership, grant.iam_membership) if m)
+        return service_memberships + self.reads + temporary
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -407,7 +424,8 @@ class Plan:
     @property
     def secrets(self) -> tuple[Secret, ...]:
         """One per login user: the services' users', then the temporary roles'."""
-        return tuple(secret for s in self.services for secret in s.secrets) + tuple(g.secret for g in self.temporary)
+        temporary = tuple(g.secret for g in self.temporary if g.secret is not None)
+        return tuple(secret for s in self.services for secret in s.secrets) + temporary
 
 
 def role_name(service: str, kind: RoleKind) -> str:
@@ -713,6 +731,20 @@ def plan_services(
     if here and now is None:
         now = current_time()
     live = [a for a in here if a.status(now) == AccessStatus.LIVE]
+    by_name = {service.name: service for service in services}
+    cross_account = [
+        Problem(
+            source=DECLARED_IN_CODE,
+            subject=f"TemporaryAccess(person={a.person!r}, service={a.service!r})",
+            at="principal_arn",
+            message=f"{a.service} logs in with IAM: the principal's rds-db:connect policy is attached in its own "
+            f"account, which must be {environment.name}'s ({environment.account_id}), got {a.principal_arn!r}",
+        )
+        for a in here
+        if by_name[a.service].auth == Auth.IAM and a.principal_arn.split(":")[4] != environment.account_id
+    ]
+    if cross_account:
+        raise DeclarationError(cross_account)
     # Who reads each service, in one pass over the reads: linear in services and reads.
     consumers: dict[str, list[Service]] = {service.name: [] for service in services}
     for reader in readers:
@@ -735,15 +767,16 @@ def plan_services(
             for read in s.reads
             for user in app_user_names(s)
         ),
-        temporary=tuple(wanted_temporary(a, environment) for a in live),
+        temporary=tuple(wanted_temporary(a, environment, iam=by_name[a.service].auth == Auth.IAM) for a in live),
         purged=tuple(s.name for s in declared if s.purge),
     )
     check_invariants(result)
     return result
 
 
-def wanted_temporary(access: TemporaryAccess, environment: Environment) -> TemporaryAccessPlan:
-    """The role, membership and secret of one validated, live break-glass grant."""
+def wanted_temporary(access: TemporaryAccess, environment: Environment, *, iam: bool = False) -> TemporaryAccessPlan:
+    """The role, membership and secret of one validated, live break-glass grant; with `iam` (its
+    service logs in with IAM), `rds_iam` and `rds-db:connect` for the principal instead of a secret."""
     role = Role(
         name=access.role_name,
         kind=RoleKind.TEMPORARY,
@@ -753,12 +786,28 @@ def wanted_temporary(access: TemporaryAccess, environment: Environment) -> Tempo
         idle_in_transaction_timeout_ms=access.idle_in_transaction_timeout_ms,
         search_path=(access.service,),
         valid_until=access.valid_until,
+        iam=iam,
     )
     level_role = RoleKind.WRITER if access.level == AccessLevel.WRITE else RoleKind.READER
+    membership = Membership(member=role.name, role=role_name(access.service, level_role))
+    if iam:
+        return TemporaryAccessPlan(
+            access=access,
+            role=role,
+            membership=membership,
+            secret=None,
+            iam_membership=Membership(member=role.name, role=RDS_IAM),
+            connect=DatabaseConnect(
+                username=role.name,
+                role=access.principal_arn.rsplit("/", 1)[-1],
+                region=environment.region,
+                account_id=environment.account_id,
+            ),
+        )
     return TemporaryAccessPlan(
         access=access,
         role=role,
-        membership=Membership(member=role.name, role=role_name(access.service, level_role)),
+        membership=membership,
         secret=environment_secret(
             environment,
             name=f"{environment.secret_prefix}access/{role.name}",
@@ -885,16 +934,34 @@ def check_invariants(wanted: Plan) -> None:
             problems.append(f"temporary role {grant.grantee} holds a grant directly ({grant.description})")
     for name, grant in temporary.items():
         kind = RoleKind.WRITER if grant.access.level == AccessLevel.WRITE else RoleKind.READER
-        held, allowed = [m.role for m in wanted.memberships if m.member == name], role_name(grant.service, kind)
-        if held != [allowed]:
+        held = sorted(m.role for m in wanted.memberships if m.member == name)
+        allowed = sorted([role_name(grant.service, kind), *([RDS_IAM] if grant.role.iam else [])])
+        if held != allowed:
             problems.append(f"temporary role {name} is a member of {held}, not of {allowed} only")
         if grant.role.valid_until is None or not grant.role.login:
             problems.append(f"temporary role {name} does not expire")
         secret, principal = grant.secret, grant.access.principal_arn
-        if (secret.username, secret.reader_role, secret.reader_principal_arn) != (name, None, principal):
+        if grant.role.iam:
+            connect = grant.connect
+            if (
+                secret is not None
+                or connect is None
+                or (connect.username, connect.role)
+                != (
+                    name,
+                    grant.principal_name,
+                )
+            ):
+                problems.append(f"temporary role {name} logs in with IAM: no secret, {principal} alone may connect")
+        elif secret is None or (secret.username, secret.reader_role, secret.reader_principal_arn) != (
+            name,
+            None,
+            principal,
+        ):
             problems.append(f"the secret of temporary role {name} is not readable by {principal} alone")
 
     iam_users = {user.name for s in wanted.services for user in s.login_users if user.iam}
+    iam_users |= {grant.role.name for grant in wanted.temporary if grant.role.iam}
     for membership in wanted.memberships:
         if membership.role in temporary:
             problems.append(f"{membership.member} is granted temporary role {membership.role}")

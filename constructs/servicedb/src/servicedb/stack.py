@@ -191,11 +191,13 @@ class DatabaseAccessStack(TerraformStack):
                 self,
                 "temporary_access_secret_arns",
                 description="Break-glass grants live at synth: the secret each person reads, by role name",
-                value={name: access.secret_arn for name, access in self.temporary_access.items()},
+                value={name: access.secret_arn for name, access in self.temporary_access.items() if access.secret_arn},
             )
 
     def lambda_provisioner(self, plan: Plan, aws: AwsProvider) -> LambdaProvisioner:
-        users = self.services.users + [access.user for access in self.temporary_access.values()]
+        users = self.services.users + [
+            access.user for access in self.temporary_access.values() if access.user.secret is not None
+        ]
         provisioner = LambdaProvisioner(self, "provisioner", plan=plan, users=users, aws_provider=aws)
         TerraformOutput(
             self,

@@ -7,6 +7,8 @@ provider does.
 """
 
 from cdktf import Fn, TerraformProvider
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.iam_user_policy import IamUserPolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecretPolicy
 from cdktf_cdktf_provider_postgresql.grant_role import GrantRole
 from constructs import Construct
@@ -21,9 +23,9 @@ class TemporaryDatabaseAccess(Construct):
     role), with a generated password in its own secret that only the person's principal is allowed
     to read (a resource policy; no IAM role policy, no ECS wiring).
 
-    IAM database authentication is the seam for environments that use it: there the role would be a
-    member of `rds_iam` without a password or secret, and the person's principal would get
-    `rds-db:connect` on `dbuser:<cluster resource id>/<role name>` instead of the secret policy.
+    For a service that logs in with IAM, the role is a member of `rds_iam` too, without password or
+    secret, and the person's principal (a role or user of the environment's account) gets an inline
+    policy (`connect_policy`): `rds-db:connect` on exactly `dbuser:<cluster resource id>/<role name>`.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class TemporaryDatabaseAccess(Construct):
             provisioner=provisioner,
         )
         self.membership: GrantRole | None = None
+        self.iam_membership: GrantRole | None = None
         if provisioner == Provisioner.TERRAFORM:
             level_roles = {service.plan.reader.name: service.reader_role, service.plan.writer.name: service.writer_role}
             self.membership = GrantRole(
@@ -60,13 +63,32 @@ class TemporaryDatabaseAccess(Construct):
                 grant_role=level_roles[plan.membership.role].name,
                 provider=postgresql_provider,
             )
-        self.secret_policy = SecretsmanagerSecretPolicy(
-            self,
-            "secret_policy",
-            secret_arn=self.user.secret_arn,
-            policy=Fn.jsonencode(plan.secret.resource_policy(self.user.secret_arn)),
-            provider=aws_provider,
-        )
+            if plan.iam_membership is not None:
+                self.iam_membership = GrantRole(
+                    self, "iam_membership", role=self.user.name, grant_role=p.RDS_IAM, provider=postgresql_provider
+                )
+        self.secret_policy: SecretsmanagerSecretPolicy | None = None
+        self.connect_policy: IamRolePolicy | IamUserPolicy | None = None
+        if plan.secret is not None and self.user.secret_arn is not None:
+            self.secret_policy = SecretsmanagerSecretPolicy(
+                self,
+                "secret_policy",
+                secret_arn=self.user.secret_arn,
+                policy=Fn.jsonencode(plan.secret.resource_policy(self.user.secret_arn)),
+                provider=aws_provider,
+            )
+        elif plan.connect is not None:
+            if service.cluster_resource_id is None:
+                raise ValueError(f"{plan.role.name}: {plan.service} logs in with IAM, but has no cluster resource id")
+            policy = {
+                "name": f"servicedb-{plan.role.name}-connect",
+                "policy": Fn.jsonencode(plan.connect.policy(service.cluster_resource_id)),
+                "provider": aws_provider,
+            }
+            if plan.principal_is_user:
+                self.connect_policy = IamUserPolicy(self, "connect_policy", user=plan.principal_name, **policy)
+            else:
+                self.connect_policy = IamRolePolicy(self, "connect_policy", role=plan.principal_name, **policy)
 
     @property
     def username(self) -> str:
@@ -74,5 +96,6 @@ class TemporaryDatabaseAccess(Construct):
         return self.user.username
 
     @property
-    def secret_arn(self) -> str:
+    def secret_arn(self) -> str | None:
+        """The grant's secret; None with IAM authentication."""
         return self.user.secret_arn

@@ -19,6 +19,7 @@ its `VALID UNTIL` is a difference (`expired`) until `servicedb expire` removes i
 import dataclasses
 import html
 import json
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -417,6 +418,10 @@ def notes(wanted: Plan, current: Current) -> list[str]:
     ]
 
 
+TOO_MANY_CONNECTIONS = "53300"
+RETRY_SECONDS = (0.1, 0.3, 1.0)
+"""Waits before trying a login again that the server refused for too many connections."""
+
 LOGIN_CONNECTIONS = 8
 """Logins tried at once by `prove_logins`; each connection is opened and closed at once."""
 
@@ -454,25 +459,32 @@ def prove_logins(
     iam = sorted(user.name for service in wanted.services for user in service.login_users if user.iam)
     users = [user for user in declared if user in passwords and user not in iam]
     missing = sorted(set(declared) - set(users) - set(iam))
-    pairs = [(user, database) for user in users for database in report.databases]
+    # Database by database, so that the logins at the same time are different users': a user's
+    # own connection limit (1 or 2 for a migrator) is not what refuses it.
+    pairs = [(user, database) for database in report.databases for user in users]
 
     def attempt(pair: tuple[str, str]) -> Login:
         user, database = pair
-        try:
-            connect_as(user, passwords[user], database).close()  # type: ignore[attr-defined]
-            return Login(user=user, database=database, connected=True, declared=database in declared[user])
-        except Exception as error:
-            refused = failure(error)
-            if refused is None:
-                raise
-            return Login(
-                user=user,
-                database=database,
-                connected=False,
-                declared=database in declared[user],
-                # The server's words, without the client's "connection to server at ... failed:".
-                refused=refused.message.rsplit("FATAL:", 1)[-1].strip(),
-            )
+        for wait in (*RETRY_SECONDS, None):
+            try:
+                connect_as(user, passwords[user], database).close()  # type: ignore[attr-defined]
+                return Login(user=user, database=database, connected=True, declared=database in declared[user])
+            except Exception as error:
+                refused = failure(error)
+                if refused is None:
+                    raise
+                if refused.sqlstate == TOO_MANY_CONNECTIONS and wait is not None:
+                    time.sleep(wait)  # a session that just closed may not have ended on the server yet
+                    continue
+                break
+        return Login(
+            user=user,
+            database=database,
+            connected=False,
+            declared=database in declared[user],
+            # The server's words, without the client's "connection to server at ... failed:".
+            refused=refused.message.rsplit("FATAL:", 1)[-1].strip(),
+        )
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         logins = tuple(pool.map(attempt, pairs))
