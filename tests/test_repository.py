@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from cdktf import Testing
 from syrupy.extensions.json import JSONSnapshotExtension
+from test_terraform_path import applies_cleanly
 
 from servicedb.app import build_app
 from servicedb.load import Declarations, load_declarations
-from servicedb.server import ADMIN, LocalServer
-
-from terraform_provider import ProviderModel
+from servicedb.server import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,28 +84,5 @@ def test_the_database_stacks_apply_the_providers_way_and_plan_nothing_after(
     no-op, and a second plan that is empty. Extensions the test server lacks are left out;
     `rds_iam`, which Aurora has, is created for services that log in with IAM."""
     for env in repository.environments:
-        stack = json.loads(json.dumps(stacks[env.stack_name]))
-        if "postgresql" not in stack.get("provider", {}):
-            continue  # the lambda provisioner: no postgresql resources
-        if env.admin_iam_user:  # the provider logs in as that user: here, as the test server's admin
-            for membership in stack["resource"]["postgresql_grant_role"].values():
-                if membership["role"] == env.admin_iam_user:
-                    membership["role"] = ADMIN
-        with LocalServer(server.binaries) as fresh:
-            model = model_for(fresh)
-            with model.session("postgres") as conn:
-                available = {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
-                if "rds_iam" in json.dumps(stack):
-                    conn.execute("CREATE ROLE rds_iam NOLOGIN")
-            extensions = stack["resource"].get("postgresql_extension", {})
-            for name in [name for name, extension in extensions.items() if extension["name"] not in available]:
-                del extensions[name]
-            model.apply(stack)
-            assert [(e.address, e.statement) for e in model.silent_no_ops] == [], env.name
-            assert model.plan(stack) == [], env.name
-
-
-def model_for(server: LocalServer) -> ProviderModel:
-    from test_terraform_path import model_for as terraform_model
-
-    return terraform_model(server)
+        if "postgresql" in stacks[env.stack_name].get("provider", {}):  # none with the lambda provisioner
+            applies_cleanly(server, stacks[env.stack_name], admin_iam_user=env.admin_iam_user)

@@ -414,7 +414,19 @@ def test_the_example_projects_stacks_apply_the_providers_way_and_plan_nothing_af
     postgresql_* resource of the environment's stack, applied
     by the provider model, with no silent no-op, and a second plan that is empty. Extensions the
     test server lacks are left out; `rds_iam`, which Aurora has, is created for IAM services."""
-    stack = json.loads(json.dumps(synthesized[f"{environment}-database-access"]))
+    applies_cleanly(server, synthesized[f"{environment}-database-access"])
+
+
+def applies_cleanly(server: LocalServer, synthesized_stack: dict, *, admin_iam_user: str | None = None) -> None:
+    """Apply a synthesized stack's postgresql_* resources the provider's way on a fresh server like
+    `server`: no silent no-op, and a second plan that is empty. Extensions the server lacks are
+    left out, `rds_iam` (which Aurora has) is created for IAM users, and an `admin_iam_user` is
+    the test server's admin."""
+    stack = json.loads(json.dumps(synthesized_stack))
+    if admin_iam_user:
+        for membership in stack["resource"]["postgresql_grant_role"].values():
+            if membership["role"] == admin_iam_user:
+                membership["role"] = ADMIN
     with LocalServer(server.binaries) as fresh:
         model = model_for(fresh)
         with model.session("postgres") as conn:

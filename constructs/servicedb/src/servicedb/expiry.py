@@ -30,20 +30,18 @@ from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAla
 from cdktf_cdktf_provider_aws.data_aws_rds_cluster import DataAwsRdsCluster
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction, LambdaFunctionVpcConfig
+from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from constructs import Construct
 
 from servicedb import provisioner
 from servicedb.lambda_provisioner import (
-    ARCHITECTURE,
     LAMBDA_TRUST_POLICY,
     LOG_RETENTION_DAYS,
-    MEMORY_MB,
-    RUNTIME,
     built_bundle,
     execution_policy,
     terraform_text,
+    vpc_function,
 )
 from servicedb.plan import partition
 from servicedb.scan import skip_check
@@ -113,42 +111,19 @@ class ExpiryFunction(Construct):
             policy=Fn.jsonencode(policy),
             provider=aws_provider,
         )
-        self.function = LambdaFunction(
+        self.function = vpc_function(
             self,
-            "function",
-            function_name=name,
+            name=name,
             description=f"servicedb: removes the expired break-glass roles of {environment.cluster_identifier}",
-            role=self.role.arn,
-            runtime=RUNTIME,
-            architectures=[ARCHITECTURE],
-            handler=provisioner.HANDLER,
-            filename=self.code.path,
-            source_code_hash=code_hash,
-            timeout=EXPIRY_TIMEOUT_SECONDS,
-            memory_size=MEMORY_MB,
-            reserved_concurrent_executions=1,
-            vpc_config=LambdaFunctionVpcConfig(
-                subnet_ids=list(environment.provisioner_subnet_ids),
-                security_group_ids=[environment.provisioner_security_group_id or ""],
-            ),
+            role_arn=self.role.arn,
+            code=self.code,
+            code_hash=code_hash,
+            timeout_seconds=EXPIRY_TIMEOUT_SECONDS,
+            environment=environment,
             depends_on=[self.policy, self.log_group],
-            provider=aws_provider,
-        )
-        skip_check(
-            self.function,
-            "CKV_AWS_50",
-            "tracing would need X-Ray permissions; the log has a line for every action the function takes",
-        )
-        skip_check(
-            self.function,
-            "CKV_AWS_116",
-            "a failed run raises the errors alarm, and the next run retries; a dead-letter queue would "
-            "only keep the schedule's fixed input",
-        )
-        skip_check(
-            self.function,
-            "CKV_AWS_272",
-            "the zip is built at synth from the installed packages and pinned by its SHA-256 (source_code_hash)",
+            why_no_dead_letter_queue="a failed run raises the errors alarm, and the next run retries; a "
+            "dead-letter queue would only keep the schedule's fixed input",
+            aws_provider=aws_provider,
         )
 
 

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import AssetType, Fn, TerraformAsset, TerraformProvider
+from cdktf import AssetType, Fn, TerraformAsset, TerraformProvider, TerraformResource
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -129,6 +129,55 @@ def execution_policy(environment: Environment, *, secret_arns: Sequence[str], lo
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def vpc_function(
+    scope: Construct,
+    *,
+    name: str,
+    description: str,
+    role_arn: str,
+    code: TerraformAsset,
+    code_hash: str,
+    timeout_seconds: int,
+    environment: Environment,
+    depends_on: Sequence[TerraformResource],
+    why_no_dead_letter_queue: str,
+    aws_provider: TerraformProvider | None = None,
+) -> LambdaFunction:
+    """A function of servicedb's (`function`): the provisioner's code in the environment's
+    `provisioner_subnet_ids` and security group, one run at a time, with the checkov skips it needs."""
+    function = LambdaFunction(
+        scope,
+        "function",
+        function_name=name,
+        description=description,
+        role=role_arn,
+        runtime=RUNTIME,
+        architectures=[ARCHITECTURE],
+        handler=provisioner.HANDLER,
+        filename=code.path,
+        source_code_hash=code_hash,
+        timeout=timeout_seconds,
+        memory_size=MEMORY_MB,
+        reserved_concurrent_executions=1,
+        vpc_config=LambdaFunctionVpcConfig(
+            subnet_ids=list(environment.provisioner_subnet_ids),
+            security_group_ids=[environment.provisioner_security_group_id or ""],
+        ),
+        depends_on=list(depends_on),
+        provider=aws_provider,
+    )
+    skip_check(
+        function, "CKV_AWS_50", "tracing would need X-Ray permissions; the log has a line for every step it takes"
+    )
+    skip_check(function, "CKV_AWS_116", why_no_dead_letter_queue)
+    skip_check(
+        function,
+        "CKV_AWS_272",
+        "the zip is built at synth from the installed packages and pinned by its SHA-256 (source_code_hash)",
+    )
+    return function
+
+
 class LambdaProvisioner(Construct):
     """The function that applies `plan` from inside the VPC, and the invocation that runs it.
 
@@ -185,41 +234,19 @@ class LambdaProvisioner(Construct):
             ),
             provider=aws_provider,
         )
-        self.function = LambdaFunction(
+        self.function = vpc_function(
             self,
-            "function",
-            function_name=name,
+            name=name,
             description=f"servicedb: applies the {environment.name} plan to {environment.cluster_identifier}",
-            role=self.role.arn,
-            runtime=RUNTIME,
-            architectures=[ARCHITECTURE],
-            handler=provisioner.HANDLER,
-            filename=self.code.path,
-            source_code_hash=code_hash,
-            timeout=TIMEOUT_SECONDS,
-            memory_size=MEMORY_MB,
-            reserved_concurrent_executions=1,
-            vpc_config=LambdaFunctionVpcConfig(
-                subnet_ids=list(environment.provisioner_subnet_ids),
-                security_group_ids=[environment.provisioner_security_group_id],
-            ),
+            role_arn=self.role.arn,
+            code=self.code,
+            code_hash=code_hash,
+            timeout_seconds=TIMEOUT_SECONDS,
+            environment=environment,
             depends_on=[self.policy, self.log_group],
-            provider=aws_provider,
-        )
-        skip_check(
-            self.function,
-            "CKV_AWS_50",
-            "tracing would need X-Ray permissions; the log has every statement the function runs",
-        )
-        skip_check(
-            self.function,
-            "CKV_AWS_116",
-            "Terraform invokes it synchronously and fails the deploy on an error: there is nothing to retry later",
-        )
-        skip_check(
-            self.function,
-            "CKV_AWS_272",
-            "the zip is built at synth from the installed packages and pinned by its SHA-256 (source_code_hash)",
+            why_no_dead_letter_queue="Terraform invokes it synchronously and fails the deploy on an error: "
+            "there is nothing to retry later",
+            aws_provider=aws_provider,
         )
         event = provisioner.event(plan, secret_arns={})
         event = terraform_text(event)
