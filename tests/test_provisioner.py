@@ -26,6 +26,7 @@ from servicedb.provisioner import (
     Action,
     ProvisionError,
     SslMode,
+    admin_credentials,
     event,
     expire_event,
     handler,
@@ -288,3 +289,17 @@ def test_the_schedules_expire_removes_a_break_glass_role_whose_time_is_up(
         )
         assert owner.fetchone() == ("ledger_owner",)
     assert handler(sent, None) == {"action": "expire", "ok": True, "removed": 0}
+
+
+def test_an_iam_admin_logs_in_with_a_token_its_function_signs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `admin_iam_user`, the schedule's function reads no master secret: boto3 signs a token for
+    exactly that user on the cluster's endpoint (the signing is local; Aurora checks it at login)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret-key-for-signing-only")
+    chosen = valid_environment(admin_iam_user="servicedb_admin")
+    user, token = admin_credentials(chosen, secrets=None, tokens=boto3.client("rds", region_name=chosen.region))
+    assert user == "servicedb_admin"
+    assert token.startswith(f"{chosen.endpoint}:{chosen.port}/?")
+    assert "Action=connect" in token and "DBUser=servicedb_admin" in token
+    with pytest.raises(ProvisionError, match="admin_iam_user is set, but no RDS client makes its token"):
+        admin_credentials(chosen, secrets=None)
