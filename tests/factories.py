@@ -93,6 +93,18 @@ def resources(document: dict, kind: str) -> dict[str, dict]:
     return document["resource"].get(kind, {})
 
 
+def leaves(value: object, path: str):
+    """Every (path, value) of a JSON document's leaves, paths like `stack.resource.x.password`."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
 def declare(directory: Path, name: str, **fields: object) -> None:
     """Write `<directory>/<name>.py`; `fields` as the Service's keyword arguments (enums as strings)."""
     directory.mkdir(parents=True, exist_ok=True)

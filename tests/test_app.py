@@ -13,6 +13,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from servicedb.app import main
 from servicedb.plan import plan_services
 
+from factories import leaves
 from projects import EXAMPLE, ROOT, cdktf_synth_command, clean_environment, copy_project, run_synth
 
 
@@ -107,23 +108,13 @@ def test_every_service_is_in_every_database_stack(synthesized):
 
 
 def test_passwords_appear_only_as_references(synthesized):
-    def walk(value, path):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                yield from walk(item, f"{path}.{key}")
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                yield from walk(item, f"{path}[{index}]")
-        else:
-            yield path, value
-
     for stack in DATABASE_STACKS:
         document = synthesized[stack]
-        passwords = [(path, value) for path, value in walk(document, stack) if path.endswith(".password")]
+        passwords = [(path, value) for path, value in leaves(document, stack) if path.endswith(".password")]
         assert len(passwords) == 1 + 8  # the provider's, and each login user's role
         for path, value in passwords:
             assert value.startswith("${") and value.endswith("}"), path
-        strings = [value for path, value in walk(document, stack) if path.endswith(".secret_string")]
+        strings = [value for path, value in leaves(document, stack) if path.endswith(".secret_string")]
         assert len(strings) == 8
         assert all('"password" = random_password.' in value for value in strings)
 

@@ -19,6 +19,8 @@ from servicedb.app import build_app
 from servicedb.load import Declarations, load_declarations
 from servicedb.server import LocalServer
 
+from factories import leaves
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BEFORE_ANY_GRANT = datetime(2000, 1, 1, tzinfo=UTC)
@@ -60,18 +62,8 @@ def test_every_declared_service_is_in_every_database_stack(repository: Declarati
 
 
 def test_passwords_appear_only_as_references(repository: Declarations, stacks: dict[str, dict]) -> None:
-    def walk(value: object, path: str):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                yield from walk(item, f"{path}.{key}")
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                yield from walk(item, f"{path}[{index}]")
-        else:
-            yield path, value
-
     for name, document in stacks.items():
-        for path, value in walk(document, name):
+        for path, value in leaves(document, name):
             if path.endswith(".password") or path.endswith(".secret_string"):
                 assert isinstance(value, str) and value.startswith("${") and value.endswith("}"), path
 

@@ -291,11 +291,10 @@ def verify(
     databases = [service.database.name for service in wanted.services]
     current = inspect(conn, wanted, connect=connect)
 
-    version = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
     database_access = {
         (user, database): (can_connect, temporary, create, owner_member)
         for user, database, can_connect, temporary, create, owner_member in conn.execute(
-            DATABASE_ACCESS.format(inherits=INHERITS[version >= 160000]),
+            DATABASE_ACCESS.format(inherits=INHERITS[current.server_version >= 160000]),
             {"users": users + unmanaged, "databases": databases},
         )
     }
