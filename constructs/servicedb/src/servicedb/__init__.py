@@ -1,7 +1,7 @@
 """servicedb: per-service, isolated access to a shared Aurora PostgreSQL cluster.
 
 Declarations (`Service`, `Reads`, `Auth`, `RotationStrategy`, `Environment`, `OperatorNetwork`,
-`TemporaryAccess`) and the plans import nothing from cdktf; the construct names (`ServiceDatabase`,
+`TemporaryAccess`, `Split`) and the plans import nothing from cdktf; the construct names (`ServiceDatabase`,
 `ServiceDatabases`, `OperatorAccess`, `LambdaProvisioner`, `TemporaryDatabaseAccess`, and the
 stacks) are loaded on first use, so a declaration file imports in milliseconds.
 
@@ -25,6 +25,7 @@ from servicedb.spec import (
     RotationStrategy,
     Service,
 )
+from servicedb.split.declaration import Split
 
 lazy_aws.install()
 
@@ -51,6 +52,7 @@ __all__ = [
     "ServiceDatabase",
     "ServiceDatabases",
     "ServicePlan",
+    "Split",
     "SsmOperatorHost",
     "TemporaryAccess",
     "TemporaryDatabaseAccess",

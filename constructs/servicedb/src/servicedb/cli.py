@@ -8,6 +8,7 @@
     servicedb demo   [--services DIR]
     servicedb event  --env ENV [--services DIR] [--action apply|verify]
     servicedb record [--services DIR] [--record FILE]
+    servicedb split  plan|copy|sync|verify|cutover|rollback DATABASE --from URL --url URL [--service NAME]
 
 Break-glass grants come from `--access` (default: `access/` beside the services directory);
 `$SERVICEDB_NOW` fixes the time that decides which of them are live.
@@ -25,6 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -32,7 +34,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from servicedb.access import AccessLevel, TemporaryAccess, current_time, find_access_problems, notice
 from servicedb.apply import LOCK_TIMEOUT, ApplyError, apply_plan, changes_for
 from servicedb.diff import diff
-from servicedb.errors import DeclarationError
+from servicedb.errors import DeclarationError, did_you_mean
 from servicedb.expire import expire
 from servicedb.load import default_access_dir, load_access, load_declarations, load_services
 from servicedb.passwords import LocalSecrets, SecretsError, SecretsManagerSecrets
@@ -367,6 +369,50 @@ def cmd_record(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return 0
 
 
+def cmd_split(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """`servicedb split ACTION DATABASE`: move the tables of a shared database into the services' own."""
+    from servicedb.split.commands import run
+    from servicedb.split.declaration import load_split, split_problems
+    from servicedb.split.move import SplitError
+
+    split_dir = args.splits or args.services.parent / "splits"
+    split, source, problems = load_split(split_dir, args.database)
+    plan, _ = load_plan(args, host=Server(args.url).host, port=Server(args.url).port)
+    services = {service.service: service for service in plan.services}
+    if split is not None:
+        problems += split_problems(split, source=source, services=services)
+    if problems:
+        raise DeclarationError(problems)
+    assert split is not None
+    if args.service and args.service not in split.moves:
+        names = list(split.moves)
+        raise UsageError(
+            f"--service {args.service}: the split of {args.database} gives no table to it"
+            f"{did_you_mean(args.service, names)} (services: {', '.join(names)})"
+        )
+    if args.action in ("sync", "cutover", "rollback") and not args.service:
+        raise UsageError(f"split {args.action} moves one service at a time: add --service NAME")
+    if args.table and args.action != "sync":
+        raise UsageError("--table is for split sync only")
+    source_server, target_server = Server(args.source), Server(args.url)
+    try:
+        return run(
+            args.action,
+            split,
+            services,
+            connect_source=source_server.connect,
+            connect_target=target_server.connect,
+            out=out,
+            service=args.service,
+            tables=tuple(args.table or ()),
+            timeout=args.timeout,
+        )
+    except SplitError as error:
+        raise UsageError(f"split {args.action}: {error}") from None
+    except psycopg.Error as error:
+        raise UsageError(f"split {args.action} failed: {error.diag.message_primary or error}") from None
+
+
 def duration(value: str) -> str:
     """A `lock_timeout` as PostgreSQL reads it: `500ms`, `10s`, `2min`."""
     if not re.fullmatch(r"[1-9]\d*(ms|s|min)", value):
@@ -399,9 +445,16 @@ def parser() -> argparse.ArgumentParser:
         )
 
     def command(
-        name: str, help_: str, *, url: bool, environment: bool = True, env_required: bool = False
+        name: str,
+        help_: str,
+        *,
+        url: bool,
+        environment: bool = True,
+        env_required: bool = False,
+        secrets: bool = True,
+        parent: Any = None,
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_, description=help_)
+        sub = (parent or commands).add_parser(name, help=help_, description=help_)
         sub.add_argument(
             "--services",
             type=Path,
@@ -434,6 +487,7 @@ def parser() -> argparse.ArgumentParser:
             )
         if url:
             add_url(sub)
+        if url and secrets:
             sub.add_argument(
                 "--secrets",
                 metavar="FILE|aws",
@@ -514,6 +568,7 @@ def parser() -> argparse.ArgumentParser:
         help="default: ./environments.toml",
     )
     add_access(request, "access/ beside --services")
+    add_split(commands, command)
     record = command(
         "record",
         "Write the record of deployed services (deployed.toml) that cdktf synth checks; refuses a "
@@ -531,6 +586,55 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def add_split(commands: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
+    """`servicedb split ACTION DATABASE ...`: one parser per action, each with the common options."""
+    from servicedb.split.commands import ACTIONS
+
+    split_help = "Move each service's tables out of a shared database into its own, as splits/<database>.py declares."
+    split = commands.add_parser("split", help=split_help, description=split_help)
+    actions = split.add_subparsers(dest="action", required=True, metavar="ACTION")
+    helps = {
+        "plan": "Read the shared database (read-only) and print, per service, what moves and every problem; "
+        "exit 1 on problems.",
+        "copy": "Create the tables in each service's schema, owned by its owner, copy the rows, then indexes and "
+        "constraints; table by table, resumable.",
+        "sync": "Replicate a service's tables from the shared database (publication, slot, subscription) "
+        "until cutover.",
+        "verify": "Compare rows and a content checksum of every moved table on both sides; exit 1 on any difference.",
+        "cutover": "Stop the shared database's writes to a service's tables, let the copies catch up, verify, and "
+        "make them the service's; print what to change in the service.",
+        "rollback": "Give the shared database's writes back to a service's tables after a cutover.",
+    }
+    for action in ACTIONS:
+        sub = command(action, helps[action], url=True, secrets=False, parent=actions)
+        sub.add_argument("database", metavar="DATABASE", help="the shared database, as its declaration names it")
+        sub.add_argument(
+            "--from",
+            dest="source",
+            required=True,
+            metavar="URL",
+            help="libpq URL of the shared database, as a user that owns its tables (the shared user); "
+            "password from PGPASSWORD or ~/.pgpass",
+        )
+        sub.add_argument(
+            "--splits",
+            type=Path,
+            metavar="DIR",
+            help="directory of split declarations (default: splits/ beside --services)",
+        )
+        sub.add_argument(
+            "--service", metavar="NAME", help="one service of the declaration (required for sync, cutover, rollback)"
+        )
+        sub.add_argument("--table", action="append", metavar="TABLE", help="sync: only this table (repeatable)")
+        sub.add_argument(
+            "--timeout",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="cutover: how long to wait for replication (default: 300)",
+        )
+
+
 COMMANDS = {
     "access": cmd_access,
     "sql": cmd_sql,
@@ -541,6 +645,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "event": cmd_event,
     "record": cmd_record,
+    "split": cmd_split,
 }
 
 
