@@ -11,6 +11,7 @@ import pytest
 from servicedb.access import TemporaryAccess
 from servicedb.cli import parser
 from servicedb.spec import Environment, OperatorNetwork, Reads, Service
+from servicedb.split import Split
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "ecs-service" / "README.md"]
@@ -52,9 +53,15 @@ def test_the_readme_is_the_first_five_minutes() -> None:
     assert {f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md")} <= linked
 
 
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    [action] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    return dict(action.choices)
+def subcommands(top: argparse.ArgumentParser | None = None, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command, with the actions of those that have some (`split copy`, `access request`)."""
+    found = {}
+    for action in (top or parser())._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[prefix + name] = sub
+                found.update(subcommands(sub, f"{prefix}{name} "))
+    return found
 
 
 @pytest.mark.parametrize("command", sorted(subcommands()))
@@ -67,7 +74,7 @@ def test_every_command_and_option_is_documented(command: str) -> None:
                 assert option in docs, f"servicedb {command} {option} is not documented"
 
 
-@pytest.mark.parametrize("declaration", [Service, Reads, TemporaryAccess, Environment, OperatorNetwork])
+@pytest.mark.parametrize("declaration", [Service, Reads, TemporaryAccess, Environment, OperatorNetwork, Split])
 def test_every_declaration_field_is_documented(declaration: type) -> None:
     docs = text()
     for field in dataclasses.fields(declaration):

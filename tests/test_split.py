@@ -105,9 +105,8 @@ class Shared:
     monolith_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     outputs: list[str] = field(default_factory=list)
 
-    @property
-    def source_url(self) -> str:
-        return self.server.url("monolith", self.monolith_password, "app")
+    def source_url(self, database: str) -> str:
+        return self.server.url("monolith", self.monolith_password, database)
 
     @property
     def subscriber_url(self) -> str:
@@ -126,7 +125,7 @@ class Shared:
         common = ["--services", str(self.project / "services"), "--url", url or self.server.admin_url_with_password]
         if command == "split":
             action, database, *more = rest
-            argv = ["split", action, database, "--from", self.source_url, *common, *more]
+            argv = ["split", action, database, "--from", self.source_url(database), *common, *more]
         else:
             argv = [command, *common, "--secrets", str(self.project / "secrets.json"), *rest]
         code = main(argv, out=lines.append)
@@ -419,3 +418,102 @@ def test_the_moved_data_is_readable_and_writable_by_the_right_users_only(shared:
     with shared.connect("orders_migrator", "orders") as conn:
         conn.execute("ALTER TABLE orders ADD COLUMN note text")  # the migrations are the service's own now
         assert conn.execute("SELECT version_num FROM alembic_version_orders").fetchone() == ("3f2a9c1b7d10",)
+
+
+LEGACY = """
+CREATE SEQUENCE shared_ids;
+CREATE TABLE carts (id bigint PRIMARY KEY DEFAULT nextval('shared_ids'), owner text);
+CREATE TABLE payments (id bigint PRIMARY KEY DEFAULT nextval('shared_ids'), cart bigint);
+CREATE VIEW cart_payments AS SELECT c.id, p.id AS payment FROM carts c JOIN payments p ON p.cart = c.id;
+CREATE TABLE events (at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE secrets_kept (id int, owner text);
+ALTER TABLE secrets_kept ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON secrets_kept USING (owner = current_user);
+CREATE TABLE ledger (id int PRIMARY KEY, cart bigint REFERENCES carts (id));
+"""
+
+LEGACY_SPLIT = """
+from servicedb import Split
+
+SPLIT = Split(
+    database="legacy",
+    moves={
+        "orders": ("carts", "cart_payments", "events", "vanished"),
+        "billing": ("payments", "secrets_kept"),
+    },
+    stays=("ledger",),
+)
+"""
+
+
+def test_plan_names_everything_that_cannot_survive_the_split(shared: Shared) -> None:
+    with shared.superuser() as conn:
+        conn.execute("CREATE DATABASE legacy OWNER monolith")
+    with shared.connect("monolith", "legacy", shared.monolith_password) as conn:
+        conn.execute(LEGACY)
+    (shared.project / "splits" / "legacy.py").write_text(LEGACY_SPLIT)
+    code, output = shared.cli("split", "plan", "legacy")
+    assert code == 1
+    problems = [line.removeprefix("-- problem: ") for line in output.splitlines() if line.startswith("-- problem: ")]
+    expected = [
+        "public.vanished is declared but the database legacy has no such table or view",
+        "public.events (orders) is a partitioned table: split does not carry that over",
+        "public.secrets_kept (billing) has row-level security policy own: split does not carry that over",
+        "the view public.cart_payments (orders) reads public.carts (orders), public.payments (billing)",
+        "the staying public.ledger has foreign key ledger_cart_fkey to public.carts, which moves to orders",
+        "the sequence public.shared_ids is used by tables of billing, orders",
+    ]
+    for message in expected:
+        assert sum(message in problem for problem in problems) == 1, (message, problems)
+    assert len(problems) == len(expected)
+    assert output.endswith(f"-- {len(expected)} problems: fix them before copying")
+    code, _ = shared.cli("split", "copy", "legacy")
+    assert code == 1  # nothing is copied while plan has problems
+    with shared.connect("orders_migrator", "orders") as conn:
+        assert conn.execute("SELECT to_regclass('orders.carts')").fetchone() == (None,)
+
+
+def test_a_bad_declaration_is_refused_before_connecting(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    services = write_services(tmp_path / "services", SERVICES)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "app.py").write_text(
+        "from servicedb import Split\n\nSPLIT = Split(database='app', moves={'order': ('orders',), "
+        "'billing': ('orders', 'bad name')}, stays=('billing_old', 'public.billing_old'))\n"
+    )
+    lines: list[str] = []
+    argv = ["split", "plan", "app", "--from", "postgresql://nobody@127.0.0.1:1/app", "--services", str(services)]
+    assert main([*argv, "--url", "postgresql://nobody@127.0.0.1:1/postgres"], out=lines.append) == 1
+    assert lines == []  # refused before connecting to anything: nothing listens on port 1
+    error = capsys.readouterr().err
+    assert "servicedb split: fix these declarations first:" in error
+    assert "splits/app.py: Split(database='app'): 4 problems" in error
+    assert "at moves['order']: no service named 'order'; did you mean 'orders'?" in error
+
+
+def test_declaration_problems(tmp_path: Path) -> None:
+    from servicedb.errors import display
+    from servicedb.split.declaration import Split, load_split, split_problems
+
+    split = Split(
+        database="app",
+        moves={"order": ("orders",), "billing": ("orders", "bad name")},
+        stays=("billing_old", "public.billing_old"),
+    )
+    problems = {(p.at, p.message) for p in split_problems(split, source="splits/app.py", services=SERVICES)}
+    assert problems == {
+        ("moves['order']", "no service named 'order'; did you mean 'orders'? (declared: billing, orders, shipping)"),
+        (
+            "moves['billing'][0]",
+            "public.orders is given to order already and given to billing here: a table has one writer; keep one",
+        ),
+        ("moves['billing'][1]", "must be `table` or `schema.table`, got 'bad name'"),
+        (
+            "stays[1]",
+            "public.billing_old is declared to stay already and declared to stay here: a table has one writer; "
+            "keep one",
+        ),
+    }
+    _, _, missing = load_split(tmp_path, "app")
+    assert [p.message.split(":")[0] for p in missing] == [
+        f"no declaration of the shared database 'app' in {display(tmp_path)}"
+    ]
