@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import postgres
+from bench import split as split_bench
 from bench.declarations import STACK, write_declarations
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,6 +163,7 @@ class Bench:
     postgresql_sizes: tuple[int, ...] = (25, 50, 100)
     scale: list[postgres.Result] = field(default_factory=list)
     scale_synths: list[Size] = field(default_factory=list)
+    split: split_bench.Result | None = None
 
 
 # Measurements.
@@ -234,6 +236,15 @@ def measure_scale(bench: Bench) -> None:
         result = size.measure("project")
         say(f"scale, synth of {count} services: {result['wall_seconds']:.2f} s")
         bench.scale_synths.append(size)
+
+
+def measure_split(bench: Bench) -> None:
+    """`servicedb split copy` of a few million rows, beside pg_dump | pg_restore of the same table."""
+    bench.split = split_bench.measure(split_bench.ROWS, bench.runs)
+    say(
+        f"split copy of {bench.split.rows:,} rows: {bench.split.median('split copy'):.2f} s, "
+        + ", ".join(f"{method} {bench.split.median(method):.2f} s" for method in split_bench.METHODS[1:])
+    )
 
 
 def measure_tests(bench: Bench) -> None:
@@ -535,6 +546,16 @@ def scale_section(bench: Bench) -> str:
     )
 
 
+def split_section(bench: Bench) -> str:
+    assert bench.split is not None
+    return "\n\n".join(
+        [
+            "## Moving a table out of a shared database",
+            f"PostgreSQL {postgres.server()}, as above. " + split_bench.section(bench.split),
+        ]
+    )
+
+
 SECTIONS: tuple[Callable[[Bench], str], ...] = (
     targets_section,
     import_section,
@@ -545,6 +566,7 @@ SECTIONS: tuple[Callable[[Bench], str], ...] = (
     tests_section,
     postgresql_section,
     scale_section,
+    split_section,
 )
 
 
@@ -586,6 +608,7 @@ def main(argv: list[str] | None = None) -> None:
         measure_cli(bench)
         measure_postgresql(bench)
         measure_scale(bench)
+        measure_split(bench)
         measure_tests(bench)
         bench.load_after = os.getloadavg()
         args.output.write_text(report(bench, command))
