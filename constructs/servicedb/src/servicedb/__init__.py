@@ -1,9 +1,10 @@
 """servicedb: per-service, isolated access to a shared Aurora PostgreSQL cluster.
 
 Declarations (`Service`, `Reads`, `Auth`, `RotationStrategy`, `Environment`, `OperatorNetwork`,
-`TemporaryAccess`, `Split`) and the plans import nothing from cdktf; the construct names (`ServiceDatabase`,
+`TemporaryAccess`) and the plans import nothing from cdktf; the construct names (`ServiceDatabase`,
 `ServiceDatabases`, `OperatorAccess`, `LambdaProvisioner`, `TemporaryDatabaseAccess`, and the
-stacks) are loaded on first use, so a declaration file imports in milliseconds.
+stacks) and `Split` are loaded on first use, so a declaration file imports in milliseconds and the
+provisioner function's zip needs none of them.
 
 Importing servicedb also calls `servicedb.lazy_aws.install()`, before any of its modules imports
 the AWS provider: `cdktf_cdktf_provider_aws` then loads the few submodules a stack uses instead of
@@ -25,7 +26,6 @@ from servicedb.spec import (
     RotationStrategy,
     Service,
 )
-from servicedb.split.declaration import Split
 
 lazy_aws.install()
 
@@ -61,7 +61,7 @@ __all__ = [
     "plan_services",
 ]
 
-_CONSTRUCTS = {
+_ON_FIRST_USE = {
     "DatabaseUser": "servicedb.construct",
     "ServiceDatabase": "servicedb.construct",
     "ServiceDatabases": "servicedb.construct",
@@ -72,12 +72,13 @@ _CONSTRUCTS = {
     "DatabaseAccessStack": "servicedb.stack",
     "OperatorNetworkStack": "servicedb.stack",
     "TemporaryDatabaseAccess": "servicedb.temporary_access",
+    "Split": "servicedb.split.declaration",
 }
 
 
 def __getattr__(name: str) -> object:
-    if name in _CONSTRUCTS:
+    if name in _ON_FIRST_USE:
         import importlib
 
-        return getattr(importlib.import_module(_CONSTRUCTS[name]), name)
+        return getattr(importlib.import_module(_ON_FIRST_USE[name]), name)
     raise AttributeError(f"module 'servicedb' has no attribute {name!r}")
