@@ -53,6 +53,7 @@ def test_resource_addresses_are_pinned(orders):
         "postgresql_default_privileges.orders_default_privileges_sequence_writer_F6BD58DB",
         "postgresql_default_privileges.orders_default_privileges_table_reader_C4089FD6",
         "postgresql_default_privileges.orders_default_privileges_table_writer_F259DF73",
+        "postgresql_grant.orders_grants_admin_connect_02C915EA",
         "postgresql_grant.orders_grants_database_migrator_0C6FC265",
         "postgresql_grant.orders_grants_database_public_6978036E",
         "postgresql_grant.orders_grants_database_reader_D57FEF70",

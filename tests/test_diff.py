@@ -116,7 +116,7 @@ def current_for(wanted: Plan) -> Current:
         name, owner = service.service, service.owner.name
         acl = {
             g.grantee: frozenset(g.privileges) for g in service.grants if g.object_type == "database" and g.privileges
-        }
+        } | {"admin": frozenset({"CONNECT"})}
         schemas = {
             name: (
                 owner,
@@ -158,6 +158,16 @@ def current_for(wanted: Plan) -> Current:
 
 def test_nothing_to_do_when_current_matches(wanted: Plan) -> None:
     assert diff(wanted, current_for(wanted)).statements == ()
+
+
+def test_the_admin_gets_connect_of_its_own_where_it_lacks_it(wanted: Plan) -> None:
+    current = current_for(wanted)
+    orders = current.databases["orders"]
+    acl = {grantee: privileges for grantee, privileges in orders.acl.items() if grantee != "admin"}
+    databases = {**current.databases, "orders": dataclasses.replace(orders, acl=acl)}
+    [statement] = diff(wanted, dataclasses.replace(current, databases=databases)).statements
+    assert statement.role == "orders_owner"
+    assert statement.query.as_string() == 'GRANT CONNECT ON DATABASE "orders" TO SESSION_USER'
 
 
 def test_changes_only_what_differs(wanted: Plan) -> None:

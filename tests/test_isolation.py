@@ -91,6 +91,18 @@ def test_second_apply_has_nothing_to_do(cluster: Cluster) -> None:
     assert cluster.cli("apply") == (0, "-- nothing to do: the server matches the declarations")
 
 
+def test_the_admin_connects_by_a_grant_of_its_own(cluster: Cluster) -> None:
+    # Found before PostgreSQL walks the admin's memberships, one or more per service, at each connection.
+    with cluster.admin() as conn:
+        direct = conn.execute(
+            """
+            SELECT d.datname FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a
+            WHERE a.grantee = 'servicedb_admin'::regrole AND a.privilege_type = 'CONNECT' ORDER BY 1
+            """
+        ).fetchall()
+    assert direct == [("checkout",), ("delivery",), ("inventory",), ("ledger",)]
+
+
 def test_secrets_file_is_private_and_in_rds_shape(cluster: Cluster) -> None:
     assert cluster.secrets.stat().st_mode & 0o777 == 0o600
     entry = json.loads(cluster.secrets.read_text())["servicedb/local/checkout/app"]

@@ -368,10 +368,11 @@ class ServiceDatabase(Construct):
             roles[plan.app_clone.name] = self.app.clone_role.name
 
         memberships = Construct(self, "memberships")
+        admin = admin_role_of(plan, admin_role, postgresql_provider)
         self.admin_membership = GrantRole(
             memberships,
             "admin_in_owner",
-            role=admin_role_of(plan, admin_role, postgresql_provider),
+            role=admin,
             grant_role=self.owner_role.name,
             # PostgreSQL 16 refuses the admin option here ("cannot be granted back to your own
             # grantor"), and the provider reads back whichever membership row comes first: on 16,
@@ -443,6 +444,20 @@ class ServiceDatabase(Construct):
                     provider=postgresql_provider,
                 )
             )
+        # The admin's own CONNECT (`grants/admin_connect`): PostgreSQL finds a direct grant before it
+        # walks the admin's memberships, one or more per service, at every connection.
+        chained.append(
+            Grant(
+                grants,
+                "admin_connect",
+                database=self.database.name,
+                object_type="database",
+                role=admin,
+                privileges=["CONNECT"],
+                depends_on=after_previous(),
+                provider=postgresql_provider,
+            )
+        )
         defaults = Construct(self, "default_privileges")
         for default in plan.default_privileges:
             chained.append(

@@ -146,11 +146,14 @@ def inspect(
     wanted: Plan,
     *,
     connect: Callable[[str], Connection],
+    then: Callable[[str, Connection], None] | None = None,
 ) -> Current:
     """Read the current state of everything `wanted` manages.
 
     `conn` is the admin connection; `connect(database)` opens an admin connection to another
-    database, used for the managed databases the admin can enter.
+    database, used for the managed databases the admin can enter. `then(database, connection)`,
+    if given, runs on each of those connections once its contents are read, from several threads
+    at once: what else the caller reads in each database, without a second connection.
     """
     # Purged services too: their database and roles are what apply drops.
     role_names = [role.name for role in wanted.roles]
@@ -270,7 +273,10 @@ def inspect(
 
     def contents_of(name: str) -> Contents:
         with connect(name) as database_conn:
-            return inspect_contents(database_conn)
+            contents = inspect_contents(database_conn)
+            if then is not None:
+                then(name, database_conn)
+            return contents
 
     enterable = [name for name, (owner, _, _) in databases.items() if owner in acting_as]
     with ThreadPoolExecutor(max_workers=PARALLEL_CONNECTIONS) as pool:

@@ -289,12 +289,11 @@ def verify(
         name for (name,) in conn.execute(UNMANAGED_LOGIN_ROLES, {"managed": managed_roles}) if name not in expired
     ]
     databases = [service.database.name for service in wanted.services]
-    current = inspect(conn, wanted, connect=connect)
-
+    (version,) = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
     database_access = {
         (user, database): (can_connect, temporary, create, owner_member)
         for user, database, can_connect, temporary, create, owner_member in conn.execute(
-            DATABASE_ACCESS.format(inherits=INHERITS[current.server_version >= 160000]),
+            DATABASE_ACCESS.format(inherits=INHERITS[version >= 160000]),
             {"users": users + unmanaged, "databases": databases},
         )
     }
@@ -303,15 +302,15 @@ def verify(
         if can_connect:
             connecting.setdefault(database, []).append(user)
     inside: dict[tuple[str, str], tuple[list[str], list[str], int]] = {}
-    for database in databases:
-        # Only who can connect can do anything inside: one round for a few users, not for all.
-        if database not in connecting or current.databases.get(database) is None:
-            continue
-        if current.databases[database].contents is None:
-            continue
-        with connect(database) as database_conn:
+
+    def look_inside(database: str, database_conn: Connection) -> None:
+        # Only who can connect can do anything inside: one round for a few users, not for all;
+        # over the connection that read the database's contents.
+        if database in connecting:
             for user, ddl, writes, reads in database_conn.execute(SCHEMA_ACCESS, {"users": connecting[database]}):
                 inside[(user, database)] = (ddl, writes, reads)
+
+    current = inspect(conn, wanted, connect=connect, then=look_inside)
 
     access: dict[str, AccessRow] = {user: AccessRow() for user in users + unmanaged}
     for (user, database), (can_connect, temporary, create, owner_member) in database_access.items():
