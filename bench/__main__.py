@@ -103,7 +103,7 @@ class Size:
         outdir = self.directory / f"{mode}.out"
         shutil.rmtree(outdir, ignore_errors=True)
         result_file = self.directory / f"{mode}.json"
-        command = [sys.executable, str(SYNTH), mode, str(result_file)]
+        command = [sys.executable, "-O", str(SYNTH), mode, str(result_file)]  # as cdktf.json runs main.py
         if self.services:
             command += ["services", "environments.toml"]
         started = time.perf_counter()

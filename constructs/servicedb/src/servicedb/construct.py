@@ -171,12 +171,16 @@ class DatabaseUser(Construct):
         self.password: Password | None
         self.role: Role | None
         self.password, self.role = login_role(self, role=role, secret=secret, assume_role=assume_role, **providers)
+        # Each read of a resource's attribute is a round trip to jsii's node process: once per resource.
+        self._name = self.role.name if self.role else role.name
         self.clone_password: Password | None = None
         self.clone_role: Role | None = None
         if clone is not None:
             self.clone_password, self.clone_role = login_role(
                 Construct(self, "clone"), role=clone, secret=secret, assume_role=assume_role, **providers
             )
+        self.clone_name: str | None = self.clone_role.name if self.clone_role else None
+        """The clone's role reference, with alternating rotation and Terraform as the provisioner."""
         if secret is None:
             return
         active_password, active_role = (
@@ -225,7 +229,7 @@ class DatabaseUser(Construct):
     @property
     def name(self) -> str:
         """The PostgreSQL user name: the role's reference, or the plain name when no role resource is made."""
-        return self.role.name if self.role else self.username
+        return self._name
 
     @property
     def secret_arn(self) -> str | None:
@@ -354,8 +358,10 @@ class ServiceDatabase(Construct):
         self.migrator: DatabaseUser = users[plan.migrator.name]
         self.database: Database | None = None
         self.schema: Schema | None = None
+        self._reader_name: str | None = None
         if not in_terraform:
             return  # the provisioner function applies the roles, the database and what is inside
+        # Each attribute read is a round trip to jsii's node process: every reference is read once.
         roles: dict[str, str] = {
             plan.owner.name: self.owner_role.name,
             plan.writer.name: self.writer_role.name,
@@ -364,8 +370,9 @@ class ServiceDatabase(Construct):
             p.PUBLIC: p.PUBLIC,
             p.RDS_IAM: p.RDS_IAM,
         }
-        if plan.app_clone is not None and self.app.clone_role is not None:
-            roles[plan.app_clone.name] = self.app.clone_role.name
+        if plan.app_clone is not None and self.app.clone_name is not None:
+            roles[plan.app_clone.name] = self.app.clone_name
+        self._reader_name = roles[plan.reader.name]
 
         memberships = Construct(self, "memberships")
         admin = admin_role_of(plan, admin_role, postgresql_provider)
@@ -373,7 +380,7 @@ class ServiceDatabase(Construct):
             memberships,
             "admin_in_owner",
             role=admin,
-            grant_role=self.owner_role.name,
+            grant_role=roles[plan.owner.name],
             # PostgreSQL 16 refuses the admin option here ("cannot be granted back to your own
             # grantor"), and the provider reads back whichever membership row comes first: on 16,
             # the ADMIN-only one CREATEROLE gives the creator of a role. Without this, every plan
@@ -385,19 +392,20 @@ class ServiceDatabase(Construct):
             self,
             "database",
             name=plan.database.name,
-            owner=self.owner_role.name,
+            owner=roles[plan.owner.name],
             connection_limit=plan.database.connection_limit,
             lifecycle=KEEP,
             # Everything inside the database depends on it, through the database's name.
             depends_on=[self.admin_membership],
             provider=postgresql_provider,
         )
+        database_name = self._database_name = self.database.name
         self.schema = Schema(
             self,
             "schema",
             name=plan.schema.name,
-            database=self.database.name,
-            owner=self.owner_role.name,
+            database=database_name,
+            owner=roles[plan.owner.name],
             lifecycle=KEEP,
             provider=postgresql_provider,
         )
@@ -419,8 +427,10 @@ class ServiceDatabase(Construct):
         def after_previous() -> list[TerraformResource] | None:
             return chained[-1:] or None
 
+        schema_reference = self.schema.name
+
         def schema_name(name: str | None) -> str | None:
-            return self.schema.name if name == plan.schema.name else name
+            return schema_reference if name == plan.schema.name else name
 
         grants = Construct(self, "grants")
         for grant in plan.grants:
@@ -434,7 +444,7 @@ class ServiceDatabase(Construct):
                 Grant(
                     grants,
                     grant_id(grant, kinds[grant.grantee]),
-                    database=self.database.name,
+                    database=database_name,
                     schema=schema_name(grant.schema),
                     object_type=str(grant.object_type),
                     role=roles[grant.grantee],
@@ -450,7 +460,7 @@ class ServiceDatabase(Construct):
             Grant(
                 grants,
                 "admin_connect",
-                database=self.database.name,
+                database=database_name,
                 object_type="database",
                 role=admin,
                 privileges=["CONNECT"],
@@ -464,7 +474,7 @@ class ServiceDatabase(Construct):
                 DefaultPrivileges(
                     defaults,
                     f"{default.object_type}_{kinds[default.grantee]}",
-                    database=self.database.name,
+                    database=database_name,
                     # None: in every schema, where PUBLIC's EXECUTE on new functions is taken away.
                     schema=schema_name(default.schema),
                     owner=roles[default.owner],
@@ -482,7 +492,7 @@ class ServiceDatabase(Construct):
                     extensions,
                     extension.name.replace("-", "_"),
                     name=extension.name,
-                    database=self.database.name,
+                    database=database_name,
                     schema=schema_name(extension.schema),
                     depends_on=after_previous(),
                     provider=postgresql_provider,
@@ -491,7 +501,7 @@ class ServiceDatabase(Construct):
 
     @property
     def database_name(self) -> str:
-        return self.database.name if self.database else self.plan.database.name
+        return self._database_name if self.database else self.plan.database.name
 
     @property
     def schema_name(self) -> str:
@@ -516,7 +526,9 @@ class ServiceDatabase(Construct):
                 f"function; declare Reads(service={self.plan.service!r}) on {consumer.plan.service} instead"
             )
         grants = []
-        for namespace, user in (("readers", consumer.app.role), ("clone_readers", consumer.app.clone_role)):
+        reader = self._reader_name
+        users = (("readers", consumer.app.role and consumer.app.name), ("clone_readers", consumer.app.clone_name))
+        for namespace, user in users:
             if user is None:
                 continue
             scope = self.node.try_find_child(namespace) or Construct(self, namespace)
@@ -524,8 +536,8 @@ class ServiceDatabase(Construct):
                 GrantRole(
                     scope,
                     consumer.plan.service,
-                    role=user.name,
-                    grant_role=self.reader_role.name,
+                    role=user,
+                    grant_role=reader,
                     provider=self._postgresql_provider,
                 )
             )
