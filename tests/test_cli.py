@@ -88,7 +88,9 @@ def grants_from_terraform(stack: dict) -> set[tuple]:
     """(kind, database, schema, object type, grantee, privileges) of every postgresql_* resource."""
     resources = stack["resource"]
     result = set()
-    for grant in resources["postgresql_grant"].values():
+    for name, grant in resources["postgresql_grant"].items():
+        if "_grants_admin_connect_" in name:
+            continue  # the admin's own CONNECT (the SQL path's `TO SESSION_USER`), left out on both sides here
         result.add(
             (
                 "grant",

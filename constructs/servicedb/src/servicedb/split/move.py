@@ -82,7 +82,6 @@ class Mover:
         self.connect_source = connect_source
         self.connect_target = connect_target
         self.out = out
-        owners = split.owners
         self.relations = [
             source.relations[name]
             for name in [split.qualified(t) for t in split.moves.get(service.service, ())]
@@ -90,7 +89,6 @@ class Mover:
         ]
         self.tables = [r for r in self.relations if r.kind != "v"]
         self.views = [r for r in self.relations if r.kind == "v"]
-        self.mine = {name for name, owner in owners.items() if owner == service.service}
 
     @property
     def database(self) -> str:
