@@ -518,3 +518,20 @@ def test_declaration_problems(tmp_path: Path) -> None:
     assert [p.message.split(":")[0] for p in missing] == [
         f"no declaration of the shared database 'app' in {display(tmp_path)}"
     ]
+
+
+def test_a_long_copy_says_how_far_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servicedb.split import move
+
+    lines: list[str] = []
+    clock = iter([0.0, 6.0, 7.0, 12.0])
+    monkeypatch.setattr(move.time, "monotonic", lambda: next(clock))
+    progress = move.Progress("public.orders", 4_000_000, lines.append)  # started at 0 s
+    progress.add(b"1\tone\n" * 1_000_000)  # at 6 s: a line
+    progress.add(b"2\ttwo\n" * 1_000_000)  # at 7 s: too soon for another
+    progress.add(b"3\tsix\n" * 1_000_000)  # at 12 s
+    assert lines == [
+        "-- public.orders: 1,000,000 rows, 6 MiB, 1.0 MiB/s, about 18 s left of ~4,000,000 rows",
+        "-- public.orders: 3,000,000 rows, 17 MiB, 1.4 MiB/s, about 4 s left of ~4,000,000 rows",
+    ]
+    assert progress.rows == 3_000_000
