@@ -470,7 +470,9 @@ def problems(split: Split, source: Source) -> list[str]:
             other = owners.get(constraint.references or ("", ""))
             if other != service:
                 target = ".".join(constraint.references or ())
-                whose = f"{other}'s" if other else "the staying"
+                whose = (
+                    f"{other}'s" if other else "the staying" if constraint.references in staying else "the unclaimed"
+                )
                 found.append(
                     f"{relation.qualified} ({service}) has foreign key {constraint.name} to {whose} {target}: "
                     "a foreign key cannot reach across databases; drop it in the shared database "
@@ -495,29 +497,28 @@ def problems(split: Split, source: Source) -> list[str]:
                     f"the view {relation.qualified} ({service or 'stays'}) reads {names}: after the split no "
                     "database holds all of them; give it, and what it reads, to one service, or drop it"
                 )
-        if service is None:
-            continue
-        for staying_relation in (r for r in source.relations.values() if r.key in staying):
-            for constraint in staying_relation.foreign_keys:
-                if constraint.references == relation.key:
-                    found.append(
-                        f"the staying {staying_relation.qualified} has foreign key {constraint.name} to "
-                        f"{relation.qualified}, which moves to {service}: new rows there would not be in the shared "
-                        f"database; drop the foreign key (ALTER TABLE {staying_relation.qualified} DROP CONSTRAINT "
-                        f"{constraint.name}), or move both"
-                    )
-    for sequence_owner in shared_sequences(split, source):
-        found.append(sequence_owner)
+    for relation in (r for r in source.relations.values() if r.key in staying):
+        for constraint in relation.foreign_keys:
+            service = owners.get(constraint.references or ("", ""))
+            if service:
+                found.append(
+                    f"the staying {relation.qualified} has foreign key {constraint.name} to "
+                    f"{'.'.join(constraint.references or ())}, which moves to {service}: new rows there would not "
+                    f"be in the shared database; drop the foreign key (ALTER TABLE {relation.qualified} DROP "
+                    f"CONSTRAINT {constraint.name}), or move both"
+                )
+    found += shared_sequences(split, source)
     return found
 
 
 def shared_sequences(split: Split, source: Source) -> Iterable[str]:
     """A sequence that tables of two services (or a staying one) use cannot go to both."""
+    owners = split.owners
     users: dict[Name, set[str]] = {}
     for relation in source.relations.values():
         for sequence in relation.sequences:
             users.setdefault((sequence.schema, sequence.name), set()).add(
-                split.owners.get(relation.key) or "the shared database"
+                owners.get(relation.key) or "the shared database"
             )
     for (schema, name), services in sorted(users.items()):
         if len(services) > 1:
