@@ -62,8 +62,15 @@ $(TOOLS)/.installed:
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check pipenv==$(PIPENV_VERSION)
 	touch $@
 
+# cdktf.json runs the synth with `python -O`, which reads its own bytecode (`*.opt-1.pyc`): compiled
+# here once, since a machine that sets PYTHONDONTWRITEBYTECODE would compile the provider packages
+# at every synth instead (the plain import of the AWS provider: 30 s instead of 12).
+SYNTH_PACKAGES := cdktf cdktf_cdktf_provider_aws cdktf_cdktf_provider_postgresql cdktf_cdktf_provider_random constructs jsii
+
 $(VENV)/.installed: Pipfile.lock constructs/servicedb/pyproject.toml $(TOOLS)/.installed
 	$(PIPENV) sync --dev
+	cd "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" && \
+		"$(CURDIR)/$(VENV)/bin/python" -O -m compileall -q -j 0 $(SYNTH_PACKAGES) > /dev/null
 	touch $@
 
 $(CHECKOV_INSTALLED): $(TOOLS)/.installed
