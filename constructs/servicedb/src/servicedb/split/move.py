@@ -604,15 +604,8 @@ class Mover:
             state = self.state(target)
             try:
                 with source.transaction():
-                    for relation in self.tables:
-                        for grantee, privileges in (state[relation.key].writers or {}).items():
-                            source.execute(
-                                sql.SQL("REVOKE {} ON TABLE {} FROM {}").format(
-                                    sql.SQL(", ").join(map(sql.SQL, privileges)),
-                                    sql.Identifier(relation.schema, relation.name),
-                                    grantee_sql(grantee),
-                                )
-                            )
+                    for statement in self.writes(state, "REVOKE {} ON TABLE {} FROM {}"):
+                        source.execute(statement)
             except psycopg.errors.InsufficientPrivilege as error:
                 raise SplitError(
                     f"cannot revoke writes on the shared tables as {source.info.user}: {error.diag.message_primary}; "
@@ -620,18 +613,25 @@ class Mover:
                 ) from None
         self.out(f"-- {self.split.database}: nobody writes {', '.join(r.qualified for r in self.tables)} any more")
 
+    def writes(self, state: Mapping[Name, Moved], template: str) -> Iterator[sql.Composed]:
+        """`template` (`GRANT {} ON TABLE {} TO {}`, or REVOKE) for each write privilege recorded at cutover."""
+        for relation in self.tables:
+            for grantee, privileges in (state[relation.key].writers or {}).items():
+                # Keywords from the record, composed as SQL: only the four it may hold.
+                known = [privilege for privilege in privileges if privilege in WRITES]
+                if not known:
+                    continue
+                yield sql.SQL(template).format(
+                    sql.SQL(", ").join(map(sql.SQL, known)),
+                    sql.Identifier(relation.schema, relation.name),
+                    grantee_sql(grantee),
+                )
+
     def give_writes_back(self, target: psycopg.Connection) -> None:
         state = self.state(target)
         with self.connect_source() as source, source.transaction():
-            for relation in self.tables:
-                for grantee, privileges in (state[relation.key].writers or {}).items():
-                    source.execute(
-                        sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-                            sql.SQL(", ").join(map(sql.SQL, privileges)),
-                            sql.Identifier(relation.schema, relation.name),
-                            grantee_sql(grantee),
-                        )
-                    )
+            for statement in self.writes(state, "GRANT {} ON TABLE {} TO {}"):
+                source.execute(statement)
         with target.transaction():
             for relation in self.tables:
                 target.execute(
