@@ -375,9 +375,10 @@ def cmd_split(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from servicedb.split.declaration import load_split, split_problems
     from servicedb.split.move import SplitError
 
+    source_server, target_server = Server(args.source), Server(args.url)
     split_dir = args.splits or args.services.parent / "splits"
     split, source, problems = load_split(split_dir, args.database)
-    plan, _ = load_plan(args, host=Server(args.url).host, port=Server(args.url).port)
+    plan, _ = load_plan(args, host=target_server.host, port=target_server.port)
     services = {service.service: service for service in plan.services}
     if split is not None:
         problems += split_problems(split, source=source, services=services)
@@ -394,7 +395,6 @@ def cmd_split(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         raise UsageError(f"split {args.action} moves one service at a time: add --service NAME")
     if args.table and args.action != "sync":
         raise UsageError("--table is for split sync only")
-    source_server, target_server = Server(args.source), Server(args.url)
     try:
         return run(
             args.action,

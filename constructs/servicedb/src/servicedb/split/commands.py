@@ -127,30 +127,27 @@ def target_problems(
     with conn:
         moved = set()
         if conn.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.moved",)).fetchone()[0]:
-            moved = {
-                row[0]
-                for row in conn.execute(
-                    f"SELECT source_table FROM {STATE_SCHEMA}.moved WHERE source_database = %s", (split.database,)
+            moved = set(
+                conn.execute(
+                    f"SELECT source_schema, source_table FROM {STATE_SCHEMA}.moved WHERE source_database = %s",
+                    (split.database,),
                 )
-            }
+            )
         taken = {
             (schema, name)
             for schema, name in conn.execute(
                 "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY(%s)",
-                (sorted({service.schema.name, *(r.schema for r in relations)}),),
+                "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = %s",
+                (service.schema.name,),
             )
         }
     clashes = []
     for relation in relations:
-        if relation.name in moved:
-            continue
-        for schema in dict.fromkeys([service.schema.name, relation.schema]):
-            if (schema, relation.name) in taken:
-                clashes.append(
-                    f"{service.database.name}.{schema}.{relation.name} exists already, and split did not make it: "
-                    f"{relation.qualified} cannot be moved there; drop or rename it in {service.database.name}"
-                )
+        if relation.key not in moved and (service.schema.name, relation.name) in taken:
+            clashes.append(
+                f"{service.database.name}.{service.schema.name}.{relation.name} exists already, and split did not "
+                f"make it: {relation.qualified} cannot be moved there; drop or rename it in {service.database.name}"
+            )
     return clashes
 
 
