@@ -222,13 +222,18 @@ class Mover:
         for _, definition in relation.triggers:
             target.execute(definition.replace("%", "%%"))
 
-    def add_foreign_keys(self, target: psycopg.Connection, moved: Mapping[Name, Moved]) -> None:
-        """Each foreign key between two of the service's tables once both are here and it is not."""
+    def add_foreign_keys(
+        self, target: psycopg.Connection, moved: Mapping[Name, Moved], touching: Relation | None = None
+    ) -> None:
+        """Each foreign key between two of the service's tables (from or to `touching`, when given)
+        once both are here and it is not."""
         for relation in self.tables:
             if relation.key not in moved:
                 continue
             for constraint in relation.foreign_keys:
                 other = moved.get(constraint.references or ("", ""))
+                if touching is not None and touching.key not in (relation.key, constraint.references):
+                    continue
                 if other is None or has_constraint(target, moved[relation.key].schema, relation.name, constraint.name):
                     continue
                 with target.transaction():
@@ -257,6 +262,7 @@ class Mover:
             source.execute(SESSION)
             self.ensure_state(target)
             moved = self.state(target)
+            self.add_foreign_keys(target, moved)  # those a run interrupted after a table's commit left out
             source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             for relation in self.tables:
                 if relation.key in moved:
@@ -279,7 +285,7 @@ class Mover:
                 )
                 copied += 1
                 moved = self.state(target)
-                self.add_foreign_keys(target, moved)
+                self.add_foreign_keys(target, moved, touching=relation)
             source.execute("COMMIT")
             copied += self.create_views(target, moved)
         return copied
@@ -435,8 +441,11 @@ class Mover:
                 )
             )
 
-    def sync_status(self, target: psycopg.Connection) -> tuple[dict[str, str], int | None]:
-        """Each replicated table's state (`ready` once copied and following) and the slot's lag in bytes."""
+    def sync_status(
+        self, target: psycopg.Connection, source: psycopg.Connection, since: str | None = None
+    ) -> tuple[dict[str, str], int | None]:
+        """Each replicated table's state (`ready` once copied and following), and how many bytes of
+        the shared database's WAL, up to `since` (default: now), the subscription has yet to confirm."""
         states = {
             f"{schema}.{name}": SYNC_STATES.get(state, state)
             for schema, name, state in target.execute(
@@ -448,17 +457,16 @@ class Mover:
                 (self.slot,),
             )
         }
-        with self.connect_source() as source:
-            row = source.execute(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint FROM pg_replication_slots "
-                "WHERE slot_name = %s",
-                (self.slot,),
-            ).fetchone()
+        row = source.execute(
+            "SELECT pg_wal_lsn_diff(coalesce(%s::pg_lsn, pg_current_wal_lsn()), confirmed_flush_lsn)::bigint "
+            "FROM pg_replication_slots WHERE slot_name = %s",
+            (since, self.slot),
+        ).fetchone()
         return states, (row[0] if row else None)
 
     def report_sync(self) -> None:
-        with self.connect_target(self.database) as target:
-            states, lag = self.sync_status(target)
+        with self.connect_target(self.database) as target, self.connect_source() as source:
+            states, lag = self.sync_status(target, source)
         for table, state in sorted(states.items()):
             self.out(f"-- {table}: {state}")
         if lag is not None:
@@ -466,27 +474,21 @@ class Mover:
 
     def wait_for_sync(self, target: psycopg.Connection, *, timeout: float) -> None:
         """Until every replicated table is ready and the subscription has everything written so far."""
-        with self.connect_source() as source:
-            goal = source.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         deadline = time.monotonic() + timeout
-        while True:
-            states, _ = self.sync_status(target)
-            with self.connect_source() as source:
-                behind = source.execute(
-                    "SELECT pg_wal_lsn_diff(%s::pg_lsn, confirmed_flush_lsn)::bigint FROM pg_replication_slots "
-                    "WHERE slot_name = %s",
-                    (goal, self.slot),
-                ).fetchone()
-            if all(state == "ready" for state in states.values()) and (behind is None or behind[0] <= 0):
-                return
-            if time.monotonic() > deadline:
-                waiting = ", ".join(f"{t} {s}" for t, s in sorted(states.items()) if s != "ready") or "the last changes"
-                raise SplitError(
-                    f"replication into {self.database} has not caught up after {timeout:.0f} s "
-                    f"(waiting for {waiting}); "
-                    "see the server's log for the subscription's errors, then rerun cutover, or with a longer --timeout"
-                )
-            time.sleep(0.2)
+        with self.connect_source() as source:
+            goal = source.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            while True:
+                states, behind = self.sync_status(target, source, since=goal)
+                if all(state == "ready" for state in states.values()) and (behind is None or behind <= 0):
+                    return
+                if time.monotonic() > deadline:
+                    waiting = ", ".join(f"{t} {s}" for t, s in sorted(states.items()) if s != "ready")
+                    raise SplitError(
+                        f"replication into {self.database} has not caught up after {timeout:.0f} s "
+                        f"(waiting for {waiting or 'the last changes'}); see the server's log for the "
+                        "subscription's errors, then rerun cutover, or with a longer --timeout"
+                    )
+                time.sleep(0.2)
 
     def unsubscribe(self, target: psycopg.Connection) -> None:
         """Drop the subscription here, then the slot and publication in the shared database."""
@@ -508,13 +510,16 @@ class Mover:
 
     # -- verify -----------------------------------------------------------------------------------
 
-    def differences(self, target: psycopg.Connection, moved: Mapping[Name, Moved]) -> list[Difference]:
-        """Per moved table not cut over yet, rows and a checksum of their content on both sides."""
+    def differences(
+        self, target: psycopg.Connection, moved: Mapping[Name, Moved], only: list[Relation] | None = None
+    ) -> list[Difference]:
+        """Per moved table not cut over yet (of `only`, when given), rows and a checksum of their
+        content on both sides."""
         found = []
         with self.connect_source() as source:
             source.execute(SESSION)
             target.execute(SESSION)
-            for relation in self.tables:
+            for relation in self.tables if only is None else only:
                 here = moved.get(relation.key)
                 if here is None:
                     found.append(Difference(relation.qualified, "a table", f"not in {self.database} yet"))
@@ -562,10 +567,14 @@ class Mover:
             try:
                 if any(moved[r.key].method == "sync" for r in self.tables):
                     self.wait_for_sync(target, timeout=timeout)
-                stale = [r for r in self.tables if moved[r.key].method == "copy" and self.changed(target, r, moved)]
+                # Each table is read once on each side; only what is copied again is read again.
+                found = self.differences(target, moved)
+                differing = {difference.table for difference in found}
+                stale = [r for r in self.tables if moved[r.key].method == "copy" and r.qualified in differing]
                 if stale:
                     self.refresh(target, stale, moved)
-                found = self.differences(target, moved)
+                    copied = {r.qualified for r in stale}
+                    found = [d for d in found if d.table not in copied] + self.differences(target, moved, stale)
             except BaseException:
                 self.give_writes_back(target)
                 raise
@@ -642,12 +651,6 @@ class Mover:
                     (self.split.database, relation.schema, relation.name),
                 )
         self.out(f"-- {self.split.database}: the writes on {self.service.service}'s tables are back")
-
-    def changed(self, target: psycopg.Connection, relation: Relation, moved: Mapping[Name, Moved]) -> bool:
-        with self.connect_source() as source:
-            source.execute(SESSION)
-            target.execute(SESSION)
-            return checksum(source, relation, relation.schema) != checksum(target, relation, moved[relation.key].schema)
 
     def refresh(self, target: psycopg.Connection, stale: list[Relation], moved: Mapping[Name, Moved]) -> None:
         """Copy again, in one transaction, the tables written since they were copied (the writes
