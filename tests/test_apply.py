@@ -87,7 +87,8 @@ def test_an_apply_interrupted_at_any_statement_is_completed_by_the_next(
         if line.startswith("-- ") and "\n" in line:  # a statement about to run
             statements.append(line)
             if len(statements) == at:
-                with admin(server) as conn:
+                # As the superuser: apply's session inside a service's database is its migrator's.
+                with psycopg.connect(server.superuser_url_with_password, autocommit=True) as conn:
                     conn.execute(TERMINATE_APPLY)
 
     assert cli(server, services, "apply", out=interrupt) == 1

@@ -180,10 +180,10 @@ def test_changes_only_what_differs(wanted: Plan) -> None:
     descriptions = [s.description for s in diff(wanted, changed).statements]
     assert descriptions == [
         "orders_app: connection limit 99 -> 10",
+        "revoke pg_read_all_data from orders_app (not declared)",
         "orders_app: statement_timeout = 30000",
         "orders_app: idle_in_transaction_session_timeout = 60000",
         'orders_app: search_path = "orders"',
-        "revoke pg_read_all_data from orders_app (not declared)",
     ]
 
 

@@ -163,7 +163,13 @@ class Server:
 
     def connect_as(self, user: str, password: str, database: str | None = None) -> psycopg.Connection:
         return self.connection_class.connect(
-            self.url, user=user, password=password, dbname=database or self.admin_database, connect_timeout=15
+            self.url,
+            user=user,
+            password=password,
+            dbname=database or self.admin_database,
+            autocommit=True,
+            application_name="servicedb",
+            connect_timeout=15,
         )
 
 

@@ -58,7 +58,9 @@ class Server(Protocol):
         """An autocommit admin connection to `database` (None: the admin's own)."""
         ...
 
-    def connect_as(self, user: str, password: str) -> Connection: ...
+    def connect_as(self, user: str, password: str, database: str | None = None) -> Connection:
+        """An autocommit connection as a login user to `database` (None: the admin's own)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +165,8 @@ class Pg8000Server:
     def connect(self, database: str | None = None) -> Pg8000Connection:
         return self.open(self.user, self.password, database or self.admin_database)
 
-    def connect_as(self, user: str, password: str) -> Pg8000Connection:
-        return self.open(user, password, self.admin_database)
+    def connect_as(self, user: str, password: str, database: str | None = None) -> Pg8000Connection:
+        return self.open(user, password, database or self.admin_database)
 
     def open(self, user: str, password: str, database: str) -> Pg8000Connection:
         import pg8000.dbapi
