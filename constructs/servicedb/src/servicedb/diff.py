@@ -14,6 +14,7 @@ a retired one keeps its data while its users lose their login and password.
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 
 from servicedb import compose as sql
 from servicedb.inspect import MANAGED_SETTINGS, Contents, Current, DatabaseState
@@ -22,6 +23,7 @@ from servicedb.plan import (
     RDS_IAM,
     DefaultPrivilege,
     Grant,
+    Membership,
     ObjectType,
     Plan,
     Role,
@@ -68,24 +70,8 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     manager_of = {role.name: manager_name(s.service) for s in wanted.services for role in s.roles} if current else {}
     if current:
         statements += manager_changes(wanted, current)
-    # On PostgreSQL 16 the first SET ROLE (or `role` setting checked) after any change of roles or
-    # memberships walks everything the admin may become, one owner and one manager per service.
-    # So each service's roles and its own memberships change in one transaction as its manager
-    # (one walk per service), and the role settings, which change no membership, come after all
-    # of them, where the walk is remembered.
-    settings: list[Statement] = []
-    granted: set[tuple[str, str]] = set()
-    for service in wanted.services:
-        for role in service.roles:
-            statements += managed_role_changes(role, current, manager_of.get(role.name))
-            manager = manager_of.get(role.name)
-            settings += (dataclasses.replace(s, role=manager) for s in setting_changes(role, current))
-        if current:
-            own = [
-                m for m in service.memberships if m.role in manager_of and (m.member, m.role) not in current.memberships
-            ]
-            statements += (membership_grant(m.member, m.role, manager_of) for m in own)
-            granted.update((m.member, m.role) for m in own)
+    roles, settings, granted = service_role_changes(wanted, current, manager_of)
+    statements += roles
     for grant in wanted.temporary:
         statements += role_changes(grant.role, current)
         settings += setting_changes(grant.role, current)
@@ -131,6 +117,59 @@ def extension_problems(service: ServicePlan, database: DatabaseState | None, cur
                 f"rds.allowed_extensions lets it), or remove it from the service"
             )
     return problems
+
+
+def service_role_changes(
+    wanted: Plan, current: Current | None, manager_of: Mapping[str, str]
+) -> tuple[list[Statement], list[Statement], set[tuple[str, str]]]:
+    """The services' roles, their settings, and the (member, role) memberships granted with them.
+
+    On PostgreSQL 16 the first SET ROLE (or `role` setting checked) after any change of roles or
+    memberships walks everything the admin may become: one owner and one manager per service. So
+    each service's roles change in one transaction as its manager, with the grants of its roles to
+    roles that exist by then: its own users, and the users of services that read it, which come
+    first where reads allow (one walk per service). The settings change no membership: they come
+    after all of them, where the walk is remembered.
+    """
+    statements: list[Statement] = []
+    settings: list[Statement] = []
+    granted: set[tuple[str, str]] = set()
+    exists = set(current.roles) if current else set()
+    by_role: dict[str, list[Membership]] = {}
+    for membership in wanted.memberships:
+        by_role.setdefault(membership.role, []).append(membership)
+    for service in readers_first(wanted) if current else wanted.services:
+        for role in service.roles:
+            manager = manager_of.get(role.name)
+            statements += managed_role_changes(role, current, manager)
+            settings += (dataclasses.replace(s, role=manager) for s in setting_changes(role, current))
+            exists.add(role.name)
+        if current is None:
+            continue
+        for role in service.roles:
+            for m in by_role.get(role.name, ()):
+                if m.member in exists and (m.member, m.role) not in current.memberships:
+                    statements.append(membership_grant(m.member, m.role, manager_of))
+                    granted.add((m.member, m.role))
+    return statements, settings, granted
+
+
+def readers_first(wanted: Plan) -> list[ServicePlan]:
+    """The services, each after the services that read it, where reads form no cycle (then in the
+    plan's order): a service's reader is granted to the users of those that read it in the
+    transaction that makes it."""
+    service_of = {role.name: service.service for service in wanted.services for role in service.roles}
+    readers: dict[str, set[str]] = {service.service: set() for service in wanted.services}
+    for membership in wanted.reads:
+        read, by = service_of.get(membership.role), service_of.get(membership.member)
+        if read and by and read != by:
+            readers[read].add(by)
+    order = {service.service: service for service in wanted.services}
+    graph = {name: sorted(by) for name, by in readers.items()}  # sorted: the same order on every run
+    try:
+        return [order[name] for name in TopologicalSorter(graph).static_order()]
+    except CycleError:
+        return list(wanted.services)
 
 
 def manager_changes(wanted: Plan, current: Current) -> Iterator[Statement]:
