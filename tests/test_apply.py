@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from servicedb.apply import ADVISORY_LOCK_KEY
-from servicedb.cli import local_environment, local_services, main
+from servicedb.apply import ADVISORY_LOCK_KEY, apply_plan
+from servicedb.cli import Server, local_environment, local_services, main
 from servicedb.diff import diff
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import plan_services
@@ -128,6 +128,46 @@ def test_a_busy_table_makes_apply_fail_clearly_naming_who_holds_it(
     )
     assert cli(server, services, "apply", out=lines.append) == 0
     assert lines[-1] == "-- applied 1 statements"
+
+
+def test_inside_a_services_database_apply_works_as_its_migrator_or_else_as_the_admin(
+    server: LocalServer, services: Path
+) -> None:
+    """The migrator's session holds one membership where the admin's holds all of them; when the
+    migrator cannot log in (its connections are all in use), apply goes on as the admin."""
+    opened: list[tuple[str, str | None]] = []
+
+    class Traced(Server):
+        def connect_as(self, user: str, password: str, database: str | None = None) -> psycopg.Connection:
+            opened.append((user, database))
+            return super().connect_as(user, password, database)
+
+    environment = local_environment("127.0.0.1", server.port)
+    plan = plan_services(local_services(services, environment), environment)
+    store = LocalSecrets(services.parent / "secrets.json")
+    lines: list[str] = []
+    apply_plan(Traced(server.admin_url_with_password), plan, store, out=lines.append)
+    assert {("alpha_migrator", "alpha"), ("beta_migrator", "beta")} <= set(opened)
+    assert not [line for line in lines if line.startswith("-- cannot log in")]
+    with admin(server, "alpha") as conn:
+        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'alpha'").fetchone() == (
+            "alpha_owner",
+        )
+
+    passwords = store.stored_passwords()
+    migrator = server.url("alpha_migrator", passwords["alpha_migrator"], "alpha")
+    with psycopg.connect(migrator, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int)")
+        conn.execute("REVOKE SELECT ON items FROM alpha_reader")  # drift for apply to repair
+    with psycopg.connect(migrator), psycopg.connect(migrator):  # alpha_migrator's connection limit is 2
+        lines.clear()
+        apply_plan(Traced(server.admin_url_with_password), plan, store, out=lines.append)
+    assert lines[0].startswith("-- cannot log in as alpha_migrator to alpha (")
+    assert 'too many connections for role "alpha_migrator"' in lines[0]
+    assert lines[0].endswith("): continuing as the admin")
+    assert lines[-1] == "-- applied 1 statements"
+    with psycopg.connect(server.url("beta_app", passwords["beta_app"], "alpha")) as conn:
+        assert conn.execute("SELECT count(*) FROM alpha.items").fetchone() == (0,)
 
 
 def test_a_second_apply_waits_for_the_first_and_says_so(server: LocalServer, services: Path) -> None:
