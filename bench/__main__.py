@@ -162,6 +162,8 @@ class Bench:
     postgresql: list[postgres.Result] = field(default_factory=list)
     postgresql_sizes: tuple[int, ...] = (25, 50, 100)
     scale: list[postgres.Result] = field(default_factory=list)
+    scale_alone: list[float] = field(default_factory=list)
+    """Seconds to create as many databases as each scale size has services, alone (`postgres.create_databases`)."""
     scale_synths: list[Size] = field(default_factory=list)
     split: split_bench.Result | None = None
 
@@ -229,6 +231,9 @@ def measure_scale(bench: Bench) -> None:
             f"again {result.noop.seconds:.2f} s, verify {result.verify.seconds:.2f} s"
         )
         bench.scale.append(result)
+        alone = postgres.create_databases(count)
+        say(f"scale, PostgreSQL, {count} databases created alone: {alone:.2f} s")
+        bench.scale_alone.append(alone)
     for count in SCALE_SYNTH_SIZES:
         directory = bench.workdir / f"scale-{count}"
         write_declarations(directory, count)
@@ -532,7 +537,7 @@ def scale_section(bench: Bench) -> str:
             "## Scale",
             f"PostgreSQL {postgres.server()}, as above, one run per size, without `verify --logins`: apply from "
             "empty, a second apply and verify, and each one's growth from 100 services.",
-            postgres.scale_section(bench.scale),
+            postgres.scale_section(bench.scale, bench.scale_alone),
             "Synth of the bench's declarations with servicedb (`bench/synth.py project`), one run per size, "
             "with the peak memory of the Python process and of jsii's node process:",
             "\n".join(

@@ -38,19 +38,28 @@ class Counted(psycopg.Connection):
 
     connections = 0
     queries = 0
+    create_database_seconds = 0.0
+    """Time spent in `CREATE DATABASE` statements: the server's own work, whoever asks for it."""
 
     @classmethod
     def connect(cls, *args: object, **kwargs: object) -> "Counted":
         Counted.connections += 1
         return super().connect(*args, **kwargs)
 
-    def execute(self, *args: object, **kwargs: object) -> psycopg.Cursor:
+    def execute(self, query: object, *args: object, **kwargs: object) -> psycopg.Cursor:
         Counted.queries += 1
-        return super().execute(*args, **kwargs)
+        if not (isinstance(query, str) and query.startswith("CREATE DATABASE")):
+            return super().execute(query, *args, **kwargs)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        try:
+            return super().execute(query, *args, **kwargs)
+        finally:
+            Counted.create_database_seconds += time.perf_counter() - started
 
     @staticmethod
     def reset() -> None:
         Counted.connections = Counted.queries = 0
+        Counted.create_database_seconds = 0.0
 
 
 class CountingServer(Server):
@@ -74,6 +83,8 @@ class Result:
     logins: Phase | None
     """`verify --logins`: the matrix, then every login user tried on every database; None when not measured."""
     ok: bool
+    create_database: float = 0.0
+    """Seconds of `apply` from empty spent in its `CREATE DATABASE` statements."""
 
 
 def write_services(directory: Path, count: int) -> None:
@@ -101,6 +112,7 @@ def measure(count: int, *, logins: bool = True) -> Result:
             return Phase(time.perf_counter() - started, Counted.queries, Counted.connections)
 
         apply = timed(lambda: apply_plan(server, plan, store, out=lines.append))
+        create_database = Counted.create_database_seconds
         statements = int(lines[-1].split()[2])
         noop = timed(lambda: apply_plan(server, plan, store, out=lines.append))
         assert lines[-1] == "-- nothing to do: the server matches the declarations", lines[-1]
@@ -118,7 +130,21 @@ def measure(count: int, *, logins: bool = True) -> Result:
             reports.append(prove_logins(report, plan, store.stored_passwords(), server.connect_as))
 
         tried = timed(run_logins) if logins else None
-        return Result(count, statements, apply, noop, checked, tried, all(report.ok for report in reports))
+        ok = all(report.ok for report in reports)
+        return Result(count, statements, apply, noop, checked, tried, ok, create_database)
+
+
+def create_databases(count: int) -> float:
+    """Seconds for the superuser to create `count` empty databases on a fresh server with no other
+    roles: what the server and the machine alone make of as many databases as services."""
+    with (
+        LocalServer(available_binaries()[0]) as local,
+        psycopg.connect(local.superuser_url_with_password, autocommit=True) as conn,
+    ):
+        started = time.perf_counter()
+        for index in range(count):
+            conn.execute(f"CREATE DATABASE alone{index:04d}")
+        return time.perf_counter() - started
 
 
 def median_phase(phases: list[Phase]) -> Phase:
@@ -168,13 +194,20 @@ def grown(result: Result, first: Result, phase: str) -> str:
     return f"{took:.2f} s ({took / getattr(first, phase).seconds:.1f}x)"
 
 
-def scale_section(results: list[Result]) -> str:
-    """Markdown: apply, a second apply and verify at each size, and their growth from the first."""
+def ratio_cell(took: float, first: float) -> str:
+    return f"{took:.2f} s ({took / first:.1f}x)"
+
+
+def scale_section(results: list[Result], alone: list[float]) -> str:
+    """Markdown: apply, a second apply and verify at each size, and their growth from the first;
+    the part of apply from empty that is CREATE DATABASE, and as many databases created alone."""
     first, largest = results[0], results[-1]
     rows = [
-        f"| {r.services} | {r.statements} | {grown(r, first, 'apply')} | {grown(r, first, 'noop')} "
-        f"| {grown(r, first, 'verify')} |"
-        for r in results
+        f"| {r.services} | {r.statements} | {grown(r, first, 'apply')} "
+        f"| {ratio_cell(r.create_database, first.create_database)} "
+        f"| {ratio_cell(r.apply.seconds - r.create_database, first.apply.seconds - first.create_database)} "
+        f"| {ratio_cell(seconds, alone[0])} | {grown(r, first, 'noop')} | {grown(r, first, 'verify')} |"
+        for r, seconds in zip(results, alone, strict=True)
     ]
     sizes = largest.services / first.services
     verdicts = []
@@ -185,10 +218,17 @@ def scale_section(results: list[Result]) -> str:
             f"- {label}: {ratio:.1f}x the time of {first.services} services at {largest.services} "
             f"({sizes:.0f}x the services; target at most {SCALE_TARGET * sizes:.0f}x), {met}."
         )
+    rest = (largest.apply.seconds - largest.create_database) / (first.apply.seconds - first.create_database)
+    verdicts.append(
+        f"- apply from empty without its CREATE DATABASE statements: {rest:.1f}x; its CREATE DATABASE "
+        f"statements: {largest.create_database / first.create_database:.1f}x; the superuser creating as many "
+        f"empty databases on a fresh server with no roles: {alone[-1] / alone[0]:.1f}x."
+    )
     return "\n".join(
         [
-            "| services | statements | apply from empty | second apply | verify |",
-            "| --- | --- | --- | --- | --- |",
+            "| services | statements | apply from empty | its CREATE DATABASE | the rest of it "
+            "| CREATE DATABASE alone | second apply | verify |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
             *verdicts,
