@@ -536,7 +536,10 @@ def scale_section(bench: Bench) -> str:
         [
             "## Scale",
             f"PostgreSQL {postgres.server()}, as above, one run per size, without `verify --logins`: apply from "
-            "empty, a second apply and verify, and each one's growth from 100 services.",
+            "empty, a second apply and verify, and each one's growth from 100 services. Apply from empty is "
+            "also shown split into its CREATE DATABASE statements and the rest, beside the superuser creating "
+            "as many empty databases on a fresh server with no roles (`postgres.create_databases`): the "
+            "server's and the machine's own growth for that many databases.",
             postgres.scale_section(bench.scale, bench.scale_alone),
             "Synth of the bench's declarations with servicedb (`bench/synth.py project`), one run per size, "
             "with the peak memory of the Python process and of jsii's node process:",

@@ -162,8 +162,10 @@ def test_inside_a_services_database_apply_works_as_its_migrator_or_else_as_the_a
     with psycopg.connect(migrator), psycopg.connect(migrator):  # alpha_migrator's connection limit is 2
         lines.clear()
         apply_plan(Traced(server.admin_url_with_password), plan, store, out=lines.append)
-    assert lines[0].startswith("-- cannot log in as alpha_migrator to alpha (")
-    assert 'too many connections for role "alpha_migrator"' in lines[0]
+    assert lines[0] == (
+        '-- cannot log in as alpha_migrator to alpha (too many connections for role "alpha_migrator"): '
+        "continuing as the admin"
+    )
     assert lines[0].endswith("): continuing as the admin")
     assert lines[-1] == "-- applied 1 statements"
     with psycopg.connect(server.url("beta_app", passwords["beta_app"], "alpha")) as conn:

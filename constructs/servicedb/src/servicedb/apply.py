@@ -84,6 +84,8 @@ def run(
             except Exception as error:
                 refused = failure(error)
                 reason = refused.message if refused else type(error).__name__
+                # libpq puts the server's words after its own: "connection ... failed: FATAL:  <why>"
+                reason = reason.rpartition("FATAL:")[2].strip()
                 log(f"-- cannot log in as {user} to {database} ({reason}): continuing as the admin")
         return connect(database)
 
