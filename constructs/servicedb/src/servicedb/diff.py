@@ -181,21 +181,20 @@ def manager_changes(wanted: Plan, current: Current) -> Iterator[Statement]:
         # its GRANT would give: a GRANT checks the admin's ADMIN on the manager, a walk of all its
         # memberships (milliseconds each on a cluster of 1,000 services).
         yield Statement(
-            description="the admin may act as each manager it creates in this transaction",
+            description="the admin may act as each service's manager it creates (SET and INHERIT, as a GRANT gives)",
             query=sql.SQL("SET LOCAL createrole_self_grant = 'set, inherit'"),
             internal=True,
         )
     for service in wanted.services:
         manager = manager_name(service.service)
-        if manager not in current.roles:
+        created = manager not in current.roles
+        if created:
             yield Statement(
                 description=f"create role {manager}, through which the admin manages {service.service}'s roles",
                 query=sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT CREATEROLE").format(ident(manager)),
                 internal=True,
             )
-            if current.server_version >= PG16:
-                continue
-        if manager not in current.acting_as:
+        if manager not in current.acting_as and not (created and current.server_version >= PG16):
             yield Statement(
                 description=f"the admin may act as {manager}",
                 query=sql.SQL("GRANT {} TO CURRENT_USER").format(ident(manager)),
