@@ -224,9 +224,9 @@ def changes_for(
 
 
 def owner_logins(plan: Plan, passwords: Mapping[str, str]) -> dict[str, str]:
-    """Each service's owner, by the migrator that logs in with a password it has: the migrator is
-    a member of its owner alone. A password apply sets or corrects is in place before the
-    statements inside the service's database run."""
+    """Each service's owner, mapped to its migrator where the migrator logs in with a password in
+    `passwords` (a member of its owner alone). A password apply sets or corrects is in place before
+    the statements inside the service's database run."""
     return {
         service.owner.name: service.migrator.name
         for service in plan.services
