@@ -166,7 +166,6 @@ def test_inside_a_services_database_apply_works_as_its_migrator_or_else_as_the_a
         '-- cannot log in as alpha_migrator to alpha (too many connections for role "alpha_migrator"): '
         "continuing as the admin"
     )
-    assert lines[0].endswith("): continuing as the admin")
     assert lines[-1] == "-- applied 1 statements"
     with psycopg.connect(server.url("beta_app", passwords["beta_app"], "alpha")) as conn:
         assert conn.execute("SELECT count(*) FROM alpha.items").fetchone() == (0,)
