@@ -175,8 +175,8 @@ def readers_first(wanted: Plan) -> list[ServicePlan]:
 def manager_changes(wanted: Plan, current: Current) -> Iterator[Statement]:
     """Each service's manager, which the admin may become, and, from PostgreSQL 16 on, ADMIN for it
     on the service's roles that exist already (the admin or Terraform created them)."""
-    new = [service for service in wanted.services if manager_name(service.service) not in current.roles]
-    if new and current.server_version >= PG16:
+    creates = any(manager_name(service.service) not in current.roles for service in wanted.services)
+    if creates and current.server_version >= PG16:
         # The managers the admin creates are granted to it as they are made, SET and INHERIT as
         # its GRANT would give: a GRANT checks the admin's ADMIN on the manager, a walk of all its
         # memberships (milliseconds each on a cluster of 1,000 services).
