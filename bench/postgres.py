@@ -20,17 +20,32 @@ import psycopg
 from servicedb.cli import Server, apply_plan, local_environment, local_services
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import plan_services
-from servicedb.server import LocalServer, available_binaries
+from servicedb.server import Binaries, LocalServer, available_binaries
 from servicedb.verify import prove_logins, verify
 
 TARGETS = {"apply": 10.0, "noop": 2.0, "verify": 5.0}
 """Seconds, for 100 services."""
 
+NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
 
-def server() -> str:
-    """The server the bench starts, e.g. `16.2 (pgserver)`."""
-    binaries = available_binaries()[0]
-    return f"{binaries.version} ({binaries.source})"
+
+def servers() -> list[Binaries]:
+    """Every server the machine can start, the embedded one (16) first: the one the bench uses
+    unless a section says otherwise."""
+    return available_binaries(NODE_MODULES)
+
+
+def scale_servers() -> list[Binaries]:
+    """The servers the scale section runs on: PostgreSQL 16 and newer, where a role's creator is
+    made a member of it, oldest first."""
+    return sorted((b for b in servers() if b.major >= 16), key=lambda b: b.major)
+
+
+def server(binaries: Binaries | None = None) -> str:
+    """A server's name in the report, e.g. `16.2 (pgserver)`; the bench's own by default."""
+    binaries = binaries or servers()[0]
+    source = "npm" if "node_modules" in binaries.source else binaries.source
+    return f"{binaries.version} ({source})"
 
 
 class Counted(psycopg.Connection):
@@ -94,8 +109,11 @@ def write_services(directory: Path, count: int) -> None:
         )
 
 
-def measure(count: int, *, logins: bool = True) -> Result:
-    with tempfile.TemporaryDirectory(prefix="servicedb-bench-") as name, LocalServer(available_binaries()[0]) as local:
+def measure(count: int, *, logins: bool = True, binaries: Binaries | None = None) -> Result:
+    with (
+        tempfile.TemporaryDirectory(prefix="servicedb-bench-") as name,
+        LocalServer(binaries or servers()[0]) as local,
+    ):
         directory = Path(name)
         write_services(directory, count)
         environment = local_environment("127.0.0.1", local.port)
@@ -133,11 +151,11 @@ def measure(count: int, *, logins: bool = True) -> Result:
         return Result(count, statements, apply, noop, checked, tried, ok, create_database)
 
 
-def create_databases(count: int) -> float:
+def create_databases(count: int, binaries: Binaries | None = None) -> float:
     """Seconds for the superuser to create `count` empty databases on a fresh server with no other
     roles: what the server and the machine alone make of as many databases as services."""
     with (
-        LocalServer(available_binaries()[0]) as local,
+        LocalServer(binaries or servers()[0]) as local,
         psycopg.connect(local.superuser_url_with_password, autocommit=True) as conn,
     ):
         started = time.perf_counter()

