@@ -9,6 +9,10 @@ Construct ids are part of the contract: a changed id is a destroyed and recreate
 they are fixed snake_case names derived from the plan (never from tokens), and a test pins the
 resulting resource addresses.
 
+The postgresql resources are plain data (`servicedb.resources`), written into the stack by one
+element: the same JSON as the provider's resource classes write, without a round trip to jsii's
+node process for each resource and reference.
+
 With the `terraform` provisioner, what holds data or owns what does (the database, the schema,
 the service's roles) has `prevent_destroy`: a plan that would destroy or replace it fails. Only a purged service's
 resources may go, by leaving its construct out (`Plan.purged`). `prevent_destroy` does not cover
@@ -18,26 +22,20 @@ refuses a deleted declaration before synth.
 
 from collections.abc import Mapping, Sequence
 
-from cdktf import Fn, TerraformProvider, TerraformResource, TerraformResourceLifecycle
+from cdktf import Fn, TerraformProvider
 from cdktf_cdktf_provider_aws.data_aws_rds_cluster import DataAwsRdsCluster
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
-from cdktf_cdktf_provider_postgresql.database import Database
-from cdktf_cdktf_provider_postgresql.default_privileges import DefaultPrivileges
-from cdktf_cdktf_provider_postgresql.extension import Extension
-from cdktf_cdktf_provider_postgresql.grant import Grant
-from cdktf_cdktf_provider_postgresql.grant_role import GrantRole
-from cdktf_cdktf_provider_postgresql.role import Role
-from cdktf_cdktf_provider_postgresql.schema import Schema
 from cdktf_cdktf_provider_random.password import Password
 from constructs import Construct
 
 from servicedb import plan as p
+from servicedb.resources import Location, Resource, remember
 from servicedb.scan import skip_check
 from servicedb.spec import Provisioner
 
-KEEP = TerraformResourceLifecycle(prevent_destroy=True)
+KEEP = {"prevent_destroy": True}
 """The lifecycle of every resource that holds data or owns what does."""
 
 PASSWORD_SPECIALS = "-_.~"
@@ -71,13 +69,15 @@ def login_role(
     *,
     role: p.Role,
     secret: p.Secret | None,
-    assume_role: Role | None,
-    provisioner: Provisioner,
+    assume_role: str | None,
+    location: Location | None,
     postgresql_provider: TerraformProvider | None,
     random_provider: TerraformProvider | None,
-) -> tuple[Password | None, Role | None]:
-    """A login user's generated password (`password`), unless it logs in with IAM or has no secret
-    (a retired service's user, NOLOGIN), and its role (`role`) when Terraform is the provisioner.
+) -> tuple[Password | None, str | None, Resource | None]:
+    """A login user's generated password (`password`) and its result, unless it logs in with IAM or
+    has no secret (a retired service's user, NOLOGIN), and its role (`role`, at `location`) when
+    Terraform is the provisioner (`location` is None otherwise). `assume_role` is the reference to
+    the role it assumes.
 
     The role cannot be destroyed by a change that replaces it (`prevent_destroy`), except a
     break-glass role, which is meant to go."""
@@ -96,31 +96,37 @@ def login_role(
             keepers={"rotation": str(role.password_rotation)} if role.password_rotation else None,
             provider=random_provider,
         )
-    if provisioner != Provisioner.TERRAFORM:
-        return password, None
-    return password, Role(
-        scope,
-        "role",
-        name=role.name,
-        # A retired service's user has no secret and no login; a user that logs in with IAM has no secret.
-        login=role.login and (secret is not None or role.iam),
-        inherit=role.inherit,
-        # No password for an IAM user: the provider creates it without one. It does not remove one
-        # the user had (1.26 skips an empty password on update), and never gets the string "NULL",
-        # which the provider reads as no password on create only and would set as one on update.
-        password=password.result if password else None,
-        connection_limit=role.connection_limit,
-        statement_timeout=role.statement_timeout_ms,
-        idle_in_transaction_session_timeout=role.idle_in_transaction_timeout_ms,
-        search_path=list(role.search_path) or None,
-        assume_role=assume_role.name if assume_role else None,
-        valid_until=role.valid_until_text if role.valid_until else None,
-        # Memberships are postgresql_grant_role resources; without this, the role would
-        # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
-        lifecycle=TerraformResourceLifecycle(
-            ignore_changes=["roles"], prevent_destroy=role.kind != p.RoleKind.TEMPORARY
+    # Each read of a resource's attribute is a round trip to jsii's node process: once per password.
+    result = password.result if password else None
+    if location is None:
+        return password, result, None
+    return (
+        password,
+        result,
+        location.add(
+            "role",
+            "postgresql_role",
+            {
+                "name": role.name,
+                # A retired service's user has no secret and no login; a user that logs in with IAM has no secret.
+                "login": role.login and (secret is not None or role.iam),
+                "inherit": role.inherit,
+                # No password for an IAM user: the provider creates it without one. It does not remove one
+                # the user had (1.26 skips an empty password on update), and never gets the string "NULL",
+                # which the provider reads as no password on create only and would set as one on update.
+                "password": result,
+                "connection_limit": role.connection_limit,
+                "statement_timeout": role.statement_timeout_ms,
+                "idle_in_transaction_session_timeout": role.idle_in_transaction_timeout_ms,
+                "search_path": list(role.search_path) or None,
+                "assume_role": assume_role,
+                "valid_until": role.valid_until_text if role.valid_until else None,
+            },
+            # Memberships are postgresql_grant_role resources; without this, the role would
+            # revoke them on every other apply (cyrilgdn/terraform-provider-postgresql#583).
+            lifecycle={"ignore_changes": ["roles"], "prevent_destroy": role.kind != p.RoleKind.TEMPORARY},
+            provider=postgresql_provider,
         ),
-        provider=postgresql_provider,
     )
 
 
@@ -144,7 +150,7 @@ class DatabaseUser(Construct):
         *,
         role: p.Role,
         secret: p.Secret | None,
-        assume_role: Role | None = None,
+        assume_role: str | None = None,
         clone: p.Role | None = None,
         connect: p.DatabaseConnect | None = None,
         cluster_resource_id: str | None = None,
@@ -162,31 +168,37 @@ class DatabaseUser(Construct):
         self._aws_provider = aws_provider
         self.secret: SecretsmanagerSecret | None = None
         self.secret_version: SecretsmanagerSecretVersion | None = None
+        self._secret_arn: str | None = None
 
         providers = {
-            "provisioner": provisioner,
+            "assume_role": assume_role,
             "postgresql_provider": postgresql_provider,
             "random_provider": random_provider,
         }
+        location = remember(self, scope, id_) if provisioner == Provisioner.TERRAFORM else None
         self.password: Password | None
-        self.role: Role | None
-        self.password, self.role = login_role(self, role=role, secret=secret, assume_role=assume_role, **providers)
-        # Each read of a resource's attribute is a round trip to jsii's node process: once per resource.
+        self.role: Resource | None
+        self.password, result, self.role = login_role(self, role=role, secret=secret, location=location, **providers)
         self._name = self.role.name if self.role else role.name
         self.clone_password: Password | None = None
-        self.clone_role: Role | None = None
+        self.clone_role: Resource | None = None
+        clone_result = None
         if clone is not None:
-            self.clone_password, self.clone_role = login_role(
-                Construct(self, "clone"), role=clone, secret=secret, assume_role=assume_role, **providers
+            self.clone_password, clone_result, self.clone_role = login_role(
+                Construct(self, "clone"),
+                role=clone,
+                secret=secret,
+                location=location.below("clone") if location else None,
+                **providers,
             )
         self.clone_name: str | None = self.clone_role.name if self.clone_role else None
         """The clone's role reference, with alternating rotation and Terraform as the provisioner."""
         if secret is None:
             return
-        active_password, active_role = (
-            (self.clone_password, self.clone_role)
+        active_result, active_role = (
+            (clone_result, self.clone_role)
             if clone is not None and secret.username == clone.name
-            else (self.password, self.role)
+            else (result, self.role)
         )
         self.secret = SecretsmanagerSecret(
             self,
@@ -211,16 +223,17 @@ class DatabaseUser(Construct):
                 "CKV_AWS_149",
                 "the environment sets no kms_key_arn, so the AWS managed key aws/secretsmanager encrypts it",
             )
-        password_field = {"password": active_password.result} if active_password else {}
+        password_field = {"password": active_result} if active_result else {}
         self.secret_version = SecretsmanagerSecretVersion(
             self,
             "secret_value",
             secret_id=self.secret.id,
             secret_string=Fn.jsonencode({**secret.fields, **password_field}),
-            # The role has its (new) password before the secret hands it out.
-            depends_on=[active_role] if active_role else None,
             provider=aws_provider,
         )
+        if location is not None and active_role is not None:
+            # The role has its (new) password before the secret hands it out.
+            location.resources.depend(self.secret_version, on=active_role)
         if secret.reader_role is not None:
             self.grant_secret_read(secret.reader_role)
         if connect is not None:
@@ -234,7 +247,9 @@ class DatabaseUser(Construct):
     @property
     def secret_arn(self) -> str | None:
         """The secret's ARN; None for a retired service's user, which has no secret."""
-        return self.secret.arn if self.secret else None
+        if self.secret is not None and self._secret_arn is None:
+            self._secret_arn = self.secret.arn  # a round trip to jsii's node process: read once
+        return self._secret_arn
 
     @property
     def ecs_secrets(self) -> list[dict[str, str]]:
@@ -245,7 +260,7 @@ class DatabaseUser(Construct):
         """
         if self.secret is None or self._secret_plan is None:
             return []
-        return ecs_secrets(self.secret.arn, password=not self._secret_plan.iam)
+        return ecs_secrets(self.secret_arn, password=not self._secret_plan.iam)
 
     def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> IamRolePolicy:
         """Let the IAM role `role_name` read this secret and nothing else (`Secret.read_policy`).
@@ -259,7 +274,7 @@ class DatabaseUser(Construct):
             id_,
             name=f"servicedb-{self._secret_plan.username}-secret-read",
             role=role_name,
-            policy=Fn.jsonencode(self._secret_plan.read_policy(self.secret.arn)),
+            policy=Fn.jsonencode(self._secret_plan.read_policy(self.secret_arn)),
             provider=self._aws_provider,
         )
 
@@ -325,21 +340,26 @@ class ServiceDatabase(Construct):
         """The cluster's resource id, which IAM database authentication names; None without IAM."""
 
         in_terraform = provisioner == Provisioner.TERRAFORM
-        self.owner_role: Role | None = None
-        self.writer_role: Role | None = None
-        self.reader_role: Role | None = None
-        if in_terraform:
-            self.owner_role = Role(
-                self, "owner_role", name=plan.owner.name, login=False, lifecycle=KEEP, provider=postgresql_provider
-            )
-            self.writer_role = Role(
-                self, "writer_role", name=plan.writer.name, login=False, lifecycle=KEEP, provider=postgresql_provider
-            )
-            self.reader_role = Role(
-                self, "reader_role", name=plan.reader.name, login=False, lifecycle=KEEP, provider=postgresql_provider
+        self._location = remember(self, scope, id_) if in_terraform else None
+        self.owner_role: Resource | None = None
+        self.writer_role: Resource | None = None
+        self.reader_role: Resource | None = None
+        if self._location is not None:
+            self.owner_role, self.writer_role, self.reader_role = (
+                self._location.add(
+                    f"{kind}_role",
+                    "postgresql_role",
+                    {"name": role.name, "login": False},
+                    lifecycle=KEEP,
+                    provider=postgresql_provider,
+                )
+                for kind, role in (("owner", plan.owner), ("writer", plan.writer), ("reader", plan.reader))
             )
         users = {}
-        for role, clone, assume_role in ((plan.app, plan.app_clone, None), (plan.migrator, None, self.owner_role)):
+        for role, clone, assume_role in (
+            (plan.app, plan.app_clone, None),
+            (plan.migrator, None, self.owner_role.name if self.owner_role else None),
+        ):
             users[role.name] = DatabaseUser(
                 self,
                 str(role.kind),
@@ -356,12 +376,14 @@ class ServiceDatabase(Construct):
             )
         self.app: DatabaseUser = users[plan.app.name]
         self.migrator: DatabaseUser = users[plan.migrator.name]
-        self.database: Database | None = None
-        self.schema: Schema | None = None
+        self.database: Resource | None = None
+        self.schema: Resource | None = None
+        self.admin_membership: Resource | None = None
         self._reader_name: str | None = None
-        if not in_terraform:
+        if self._location is None:
             return  # the provisioner function applies the roles, the database and what is inside
-        # Each attribute read is a round trip to jsii's node process: every reference is read once.
+        assert self.owner_role and self.writer_role and self.reader_role
+        location = self._location
         roles: dict[str, str] = {
             plan.owner.name: self.owner_role.name,
             plan.writer.name: self.writer_role.name,
@@ -374,65 +396,71 @@ class ServiceDatabase(Construct):
             roles[plan.app_clone.name] = self.app.clone_name
         self._reader_name = roles[plan.reader.name]
 
-        memberships = Construct(self, "memberships")
+        memberships = location.below("memberships")
         admin = admin_role_of(plan, admin_role, postgresql_provider)
-        self.admin_membership = GrantRole(
-            memberships,
+        self.admin_membership = memberships.add(
             "admin_in_owner",
-            role=admin,
-            grant_role=roles[plan.owner.name],
+            "postgresql_grant_role",
+            {"role": admin, "grant_role": roles[plan.owner.name]},
             # PostgreSQL 16 refuses the admin option here ("cannot be granted back to your own
             # grantor"), and the provider reads back whichever membership row comes first: on 16,
             # the ADMIN-only one CREATEROLE gives the creator of a role. Without this, every plan
             # would replace the membership.
-            lifecycle=TerraformResourceLifecycle(ignore_changes=["with_admin_option"]),
+            lifecycle={"ignore_changes": ["with_admin_option"]},
             provider=postgresql_provider,
         )
-        self.database = Database(
-            self,
+        self.database = location.add(
             "database",
-            name=plan.database.name,
-            owner=roles[plan.owner.name],
-            connection_limit=plan.database.connection_limit,
+            "postgresql_database",
+            {
+                "name": plan.database.name,
+                "owner": roles[plan.owner.name],
+                "connection_limit": plan.database.connection_limit,
+            },
             lifecycle=KEEP,
             # Everything inside the database depends on it, through the database's name.
             depends_on=[self.admin_membership],
             provider=postgresql_provider,
         )
-        database_name = self._database_name = self.database.name
-        self.schema = Schema(
-            self,
+        database_name = self.database.name
+        self.schema = location.add(
             "schema",
-            name=plan.schema.name,
-            database=database_name,
-            owner=roles[plan.owner.name],
+            "postgresql_schema",
+            {"name": plan.schema.name, "database": database_name, "owner": roles[plan.owner.name]},
             lifecycle=KEEP,
             provider=postgresql_provider,
         )
 
         kinds = {role.name: str(role.kind) for role in plan.roles} | {p.PUBLIC: p.PUBLIC, p.RDS_IAM: p.RDS_IAM}
         for membership in plan.memberships:
-            GrantRole(
-                memberships,
+            memberships.add(
                 f"{kinds[membership.member]}_in_{kinds[membership.role]}",
-                role=roles[membership.member],
-                grant_role=roles[membership.role],
+                "postgresql_grant_role",
+                {"role": roles[membership.member], "grant_role": roles[membership.role]},
                 provider=postgresql_provider,
             )
 
         # The provider fails with "tuple concurrently updated" when two grants on one database
         # run at once (cyrilgdn/terraform-provider-postgresql#178, #223, #425): chain them.
-        chained: list[TerraformResource] = []
+        chained: list[Resource] = []
 
-        def after_previous() -> list[TerraformResource] | None:
-            return chained[-1:] or None
+        def chain(scope: Location, id_: str, terraform_resource_type: str, attributes: dict) -> None:
+            chained.append(
+                scope.add(
+                    id_,
+                    terraform_resource_type,
+                    {"database": database_name, **attributes},
+                    depends_on=chained[-1:],
+                    provider=postgresql_provider,
+                )
+            )
 
         schema_reference = self.schema.name
 
         def schema_name(name: str | None) -> str | None:
             return schema_reference if name == plan.schema.name else name
 
-        grants = Construct(self, "grants")
+        grants = location.below("grants")
         for grant in plan.grants:
             if grant.object_type == p.ObjectType.FUNCTION:
                 # Functions that exist already are the SQL path's (`servicedb apply`): the provider
@@ -440,68 +468,53 @@ class ServiceDatabase(Construct):
                 # grant on, and would plan the grant again forever. A database Terraform creates has
                 # none of the owner's; the default privileges below cover what the migrator creates.
                 continue
-            chained.append(
-                Grant(
-                    grants,
-                    grant_id(grant, kinds[grant.grantee]),
-                    database=database_name,
-                    schema=schema_name(grant.schema),
-                    object_type=str(grant.object_type),
-                    role=roles[grant.grantee],
-                    privileges=list(grant.privileges),
-                    objects=list(grant.objects) or None,
-                    depends_on=after_previous(),
-                    provider=postgresql_provider,
-                )
+            chain(
+                grants,
+                grant_id(grant, kinds[grant.grantee]),
+                "postgresql_grant",
+                {
+                    "schema": schema_name(grant.schema),
+                    "object_type": str(grant.object_type),
+                    "role": roles[grant.grantee],
+                    "privileges": list(grant.privileges),
+                    "objects": list(grant.objects) or None,
+                },
             )
         # The admin's own CONNECT (`grants/admin_connect`): PostgreSQL finds a direct grant before it
         # walks the admin's memberships, one or more per service, at every connection.
-        chained.append(
-            Grant(
-                grants,
-                "admin_connect",
-                database=database_name,
-                object_type="database",
-                role=admin,
-                privileges=["CONNECT"],
-                depends_on=after_previous(),
-                provider=postgresql_provider,
-            )
+        chain(
+            grants,
+            "admin_connect",
+            "postgresql_grant",
+            {"object_type": "database", "role": admin, "privileges": ["CONNECT"]},
         )
-        defaults = Construct(self, "default_privileges")
+        defaults = location.below("default_privileges")
         for default in plan.default_privileges:
-            chained.append(
-                DefaultPrivileges(
-                    defaults,
-                    f"{default.object_type}_{kinds[default.grantee]}",
-                    database=database_name,
+            chain(
+                defaults,
+                f"{default.object_type}_{kinds[default.grantee]}",
+                "postgresql_default_privileges",
+                {
                     # None: in every schema, where PUBLIC's EXECUTE on new functions is taken away.
-                    schema=schema_name(default.schema),
-                    owner=roles[default.owner],
-                    object_type=str(default.object_type),
-                    role=roles[default.grantee],
-                    privileges=list(default.privileges),
-                    depends_on=after_previous(),
-                    provider=postgresql_provider,
-                )
+                    "schema": schema_name(default.schema),
+                    "owner": roles[default.owner],
+                    "object_type": str(default.object_type),
+                    "role": roles[default.grantee],
+                    "privileges": list(default.privileges),
+                },
             )
-        extensions = Construct(self, "extensions")
+        extensions = location.below("extensions")
         for extension in plan.extensions:
-            chained.append(
-                Extension(
-                    extensions,
-                    extension.name.replace("-", "_"),
-                    name=extension.name,
-                    database=database_name,
-                    schema=schema_name(extension.schema),
-                    depends_on=after_previous(),
-                    provider=postgresql_provider,
-                )
+            chain(
+                extensions,
+                extension.name.replace("-", "_"),
+                "postgresql_extension",
+                {"name": extension.name, "schema": schema_name(extension.schema)},
             )
 
     @property
     def database_name(self) -> str:
-        return self._database_name if self.database else self.plan.database.name
+        return self.database.name if self.database else self.plan.database.name
 
     @property
     def schema_name(self) -> str:
@@ -517,27 +530,24 @@ class ServiceDatabase(Construct):
         """The app user's container `secrets` entries; empty once the service is retired."""
         return self.app.ecs_secrets
 
-    def grant_read(self, consumer: "ServiceDatabase") -> list[GrantRole]:
+    def grant_read(self, consumer: "ServiceDatabase") -> list[Resource]:
         """Let `consumer`'s app user, and its clone with alternating rotation, read this service's
         tables: membership of the reader role (`readers/<consumer>`, `clone_readers/<consumer>`)."""
-        if self.reader_role is None:
+        if self._location is None or self._reader_name is None:
             raise ValueError(
                 f"{self.plan.service}: with the lambda provisioner, reads are applied by the provisioner "
                 f"function; declare Reads(service={self.plan.service!r}) on {consumer.plan.service} instead"
             )
         grants = []
-        reader = self._reader_name
         users = (("readers", consumer.app.role and consumer.app.name), ("clone_readers", consumer.app.clone_name))
         for namespace, user in users:
             if user is None:
                 continue
-            scope = self.node.try_find_child(namespace) or Construct(self, namespace)
             grants.append(
-                GrantRole(
-                    scope,
+                self._location.below(namespace).add(
                     consumer.plan.service,
-                    role=user,
-                    grant_role=reader,
+                    "postgresql_grant_role",
+                    {"role": user, "grant_role": self._reader_name},
                     provider=self._postgresql_provider,
                 )
             )
@@ -591,6 +601,8 @@ class ServiceDatabases(Construct):
         random_provider: TerraformProvider | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        if plan.environment.provisioner == Provisioner.TERRAFORM:
+            admin_role = admin_role or getattr(postgresql_provider, "username", None)  # read once, not per service
         if cluster_resource_id is None and any(service.connects for service in plan.services):
             cluster_resource_id = cluster_resource_id_of(self, plan.services[0], aws_provider)
         self.services: Mapping[str, ServiceDatabase] = {
@@ -611,7 +623,7 @@ class ServiceDatabases(Construct):
         by_user = {user.name: s for s in self.services.values() for user in s.plan.app_users}
         # One grant_read per reading service: it covers the app user and its clone.
         pairs = dict.fromkeys((by_reader[read.role], by_user[read.member]) for read in plan.reads)
-        self.reads: Sequence[GrantRole] = (
+        self.reads: Sequence[Resource] = (
             [grant for producer, consumer in pairs for grant in producer.grant_read(consumer)]
             if plan.environment.provisioner == Provisioner.TERRAFORM
             else []

@@ -10,11 +10,11 @@ from cdktf import Fn, TerraformProvider
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_user_policy import IamUserPolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecretPolicy
-from cdktf_cdktf_provider_postgresql.grant_role import GrantRole
 from constructs import Construct
 
 from servicedb import plan as p
 from servicedb.construct import DatabaseUser, ServiceDatabase
+from servicedb.resources import Resource, remember
 from servicedb.spec import Provisioner
 
 
@@ -42,6 +42,7 @@ class TemporaryDatabaseAccess(Construct):
     ) -> None:
         super().__init__(scope, id_)
         self.plan = plan
+        location = remember(self, scope, id_) if provisioner == Provisioner.TERRAFORM else None
         self.user = DatabaseUser(
             self,
             "user",
@@ -52,20 +53,24 @@ class TemporaryDatabaseAccess(Construct):
             random_provider=random_provider,
             provisioner=provisioner,
         )
-        self.membership: GrantRole | None = None
-        self.iam_membership: GrantRole | None = None
-        if provisioner == Provisioner.TERRAFORM:
+        self.membership: Resource | None = None
+        self.iam_membership: Resource | None = None
+        if location is not None:
             level_roles = {service.plan.reader.name: service.reader_role, service.plan.writer.name: service.writer_role}
-            self.membership = GrantRole(
-                self,
+            level_role = level_roles[plan.membership.role]
+            assert level_role is not None, "a Terraform-provisioned service has its roles"
+            self.membership = location.add(
                 "membership",
-                role=self.user.name,
-                grant_role=level_roles[plan.membership.role].name,
+                "postgresql_grant_role",
+                {"role": self.user.name, "grant_role": level_role.name},
                 provider=postgresql_provider,
             )
             if plan.iam_membership is not None:
-                self.iam_membership = GrantRole(
-                    self, "iam_membership", role=self.user.name, grant_role=p.RDS_IAM, provider=postgresql_provider
+                self.iam_membership = location.add(
+                    "iam_membership",
+                    "postgresql_grant_role",
+                    {"role": self.user.name, "grant_role": p.RDS_IAM},
+                    provider=postgresql_provider,
                 )
         self.secret_policy: SecretsmanagerSecretPolicy | None = None
         self.connect_policy: IamRolePolicy | IamUserPolicy | None = None
