@@ -98,3 +98,20 @@ def test_the_written_stack_has_cdktfs_metadata_on_each_plain_resource(tmp_path) 
         "//": {"metadata": {"path": "stack/plain/role", "uniqueId": plain.friendly_unique_id}},
         "name": "orders_app",
     }
+
+
+def test_a_reference_to_another_stack_is_found_while_cdktf_prepares(tmp_path) -> None:
+    app = App(outdir=str(tmp_path))
+    source = TerraformStack(app, "source")
+    RandomProvider(source, "random")
+    password = Password(source, "password", length=20)
+    target = TerraformStack(app, "target")
+    location_of(Construct(target, "plain")).add("role", "postgresql_role", {"name": "x", "password": password.result})
+    app.synth()
+    written = {
+        name: json.loads((tmp_path / "stacks" / name / "cdk.tf.json").read_text()) for name in ("source", "target")
+    }
+    [output] = written["source"]["output"].values()
+    assert output["value"] == "${random_password.password.result}"
+    [role] = written["target"]["resource"]["postgresql_role"].values()
+    assert role["password"].startswith("${data.terraform_remote_state.cross-stack-reference-input-source.outputs.")

@@ -21,8 +21,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import jsii
-from cdktf import ITerraformDependable, TerraformElement, TerraformProvider, TerraformResource, TerraformStack
+from cdktf import (
+    IResolvable,
+    IResolveContext,
+    ITerraformDependable,
+    TerraformElement,
+    TerraformProvider,
+    TerraformResource,
+    TerraformStack,
+)
 from constructs import Construct
+
+TOKEN = "TfToken["
+"""What every cdktf token in a string holds: `${TfToken[TOKEN.12]}`."""
 
 HIDDEN_ID = "Default"
 HIDDEN_FROM_HUMAN_ID = "Resource"
@@ -204,13 +215,59 @@ class Resources(TerraformElement):
         return self._providers[key]
 
     def to_terraform(self) -> dict:
+        moved = [{"from": r.moved_from, "to": r.fqn} for r in self._resources.values() if r.moved_from]
+        return {"resource": Written(self), **({"moved": moved} if moved else {})}
+
+    def written(self) -> dict:
+        """The `resource` block: every resource, and the `depends_on` of cdktf resources on them."""
         resource: dict[str, dict] = {}
         for item in self._resources.values():
             resource.setdefault(item.terraform_resource_type, {})[item.friendly_unique_id] = item.to_json()
         for (terraform_resource_type, friendly_unique_id), fqns in self._dependencies.items():
             resource.setdefault(terraform_resource_type, {})[friendly_unique_id] = {"depends_on": fqns}
-        moved = [{"from": r.moved_from, "to": r.fqn} for r in self._resources.values() if r.moved_from]
-        return {"resource": resource, **({"moved": moved} if moved else {})}
+        return resource
+
+    @property
+    def tokens(self) -> list[str]:
+        """The cdktf tokens in the resources' JSON (a cdktf resource's attribute, a provider's user
+        name): all that cdktf looks for while it prepares the stack."""
+        found: set[str] = set()
+        pending: list[object] = [resource.config for resource in self._resources.values()]
+        while pending:
+            value = pending.pop()
+            if isinstance(value, str):
+                if TOKEN in value:
+                    found.add(value)
+            elif isinstance(value, dict):
+                pending.extend(value.values())
+            elif isinstance(value, list):
+                pending.extend(value)
+        return sorted(found)
+
+
+@jsii.implements(IResolvable)
+class Written:
+    """The resources' JSON, made when cdktf resolves it to write the stack.
+
+    cdktf resolves every element twice: once to prepare the stack (to find references to other
+    stacks), and once to write it. Preparing sees only the tokens the resources hold, which is
+    all it looks for; the whole JSON crosses to jsii's node process once, not twice.
+    """
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+
+    @property
+    def creation_stack(self) -> list[str]:
+        return []
+
+    def resolve(self, context: IResolveContext) -> object:
+        if context.preparing:
+            return self._resources.tokens
+        return self._resources.written()
+
+    def to_string(self) -> str:
+        return "servicedb resources"
 
 
 BY_STACK: "weakref.WeakKeyDictionary[TerraformStack, Resources]" = weakref.WeakKeyDictionary()
