@@ -115,3 +115,16 @@ def test_a_reference_to_another_stack_is_found_while_cdktf_prepares(tmp_path) ->
     assert output["value"] == "${random_password.password.result}"
     [role] = written["target"]["resource"]["postgresql_role"].values()
     assert role["password"].startswith("${data.terraform_remote_state.cross-stack-reference-input-source.outputs.")
+
+
+def test_an_override_of_the_comment_keeps_cdktfs_metadata(tmp_path) -> None:
+    app = App(outdir=str(tmp_path))
+    stack = TerraformStack(app, "stack")
+    role = location_of(Construct(stack, "plain")).add("role", "postgresql_role", {"name": "orders_app"})
+    role.add_override("//.checkov.skip.CKV_X_1", "a reason")
+    app.synth()
+    document = json.loads((tmp_path / "stacks" / "stack" / "cdk.tf.json").read_text())
+    assert document["resource"]["postgresql_role"][role.friendly_unique_id]["//"] == {
+        "checkov": {"skip": {"CKV_X_1": "a reason"}},
+        "metadata": {"path": "stack/plain/role", "uniqueId": role.friendly_unique_id},
+    }

@@ -104,7 +104,9 @@ class Resource:
         target[last] = value
 
     def to_json(self) -> dict:
-        return {**self.config, "//": {"metadata": {"path": self.path, "uniqueId": self.friendly_unique_id}}}
+        """The resource's JSON, with cdktf's comment (`//`): its construct path and unique id."""
+        comment = {**self.config.get("//", {}), "metadata": {"path": self.path, "uniqueId": self.friendly_unique_id}}
+        return {**self.config, "//": comment}
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,10 @@ class Resources(TerraformElement):
         """`resource`, a cdktf resource of this stack, depends on `on`: its `depends_on` gets `on`'s
         address when the stack is written (the JSON cdktf writes for `depends_on=[on]`, without
         jsii asking this process for `on.fqn` at every resolve)."""
-        key = (resource.terraform_resource_type, resource.friendly_unique_id)
+        kind = type(resource)
+        if kind not in RESOURCE_TYPES:
+            RESOURCE_TYPES[kind] = resource.terraform_resource_type  # the same for every resource of the class
+        key = (RESOURCE_TYPES[kind], resource.friendly_unique_id)
         self._dependencies.setdefault(key, []).append(on.fqn)
 
     def provider_fqn(self, provider: TerraformProvider) -> str:
@@ -224,7 +229,9 @@ class Resources(TerraformElement):
         for item in self._resources.values():
             resource.setdefault(item.terraform_resource_type, {})[item.friendly_unique_id] = item.to_json()
         for (terraform_resource_type, friendly_unique_id), fqns in self._dependencies.items():
-            resource.setdefault(terraform_resource_type, {})[friendly_unique_id] = {"depends_on": fqns}
+            entries = resource.setdefault(terraform_resource_type, {})
+            entry = entries.get(friendly_unique_id, {})
+            entries[friendly_unique_id] = {**entry, "depends_on": [*entry.get("depends_on", []), *fqns]}
         return resource
 
     @property
@@ -271,3 +278,6 @@ class Written:
 
 
 BY_STACK: "weakref.WeakKeyDictionary[TerraformStack, Resources]" = weakref.WeakKeyDictionary()
+
+RESOURCE_TYPES: dict[type, str] = {}
+"""The Terraform type of each cdktf resource class that `Resources.depend` has seen."""
