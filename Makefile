@@ -1,7 +1,8 @@
 # `make synth` and `make test` set up everything they need on a machine with Python 3.11+,
-# Node.js and npm: pipenv in .tools/, the locked Python packages in .venv/, the pinned cdktf CLI
-# and Node.js 22 in node_modules/, and checkov in its own virtualenv in .tools/checkov/ (its many
-# dependencies stay out of the project's lock). Nothing is installed globally.
+# Node.js and npm: pipenv in .tools/, the locked Python packages in .venv/, the pinned cdktf CLI,
+# Node.js 22 and (on Linux x64) the tests' PostgreSQL 17 in node_modules/, and checkov in its own
+# virtualenv in .tools/checkov/ (its many dependencies stay out of the project's lock). Nothing is
+# installed globally.
 
 PYTHON ?= python3
 PIPENV_VERSION := 2026.10.3
