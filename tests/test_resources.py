@@ -3,13 +3,13 @@
 import json
 
 import pytest
-from cdktf import App, TerraformStack, Testing
+from cdktf import App, Fn, TerraformStack, Testing
 from cdktf_cdktf_provider_postgresql.role import Role
 from cdktf_cdktf_provider_random.password import Password
 from cdktf_cdktf_provider_random.provider import RandomProvider
 from constructs import Construct
 
-from servicedb.resources import location_of, unique_id
+from servicedb.resources import Expression, jsonencode, location_of, unique_id
 
 from factories import synth
 
@@ -128,3 +128,30 @@ def test_an_override_of_the_comment_keeps_cdktfs_metadata(tmp_path) -> None:
         "checkov": {"skip": {"CKV_X_1": "a reason"}},
         "metadata": {"path": "stack/plain/role", "uniqueId": role.friendly_unique_id},
     }
+
+
+ENCODED = [
+    {"engine": "postgres", "port": 5432, "ssl": True, "off": False},
+    {"Statement": [{"Action": ["a:B", "c:D"], "Condition": {"StringEquals": {"k": "v"}}}], "Version": "2012-10-17"},
+    ["two\nlines", "a ${literal}", '"quoted"', '"', "", "back\\slash"],
+    "plain",
+    7,
+]
+
+
+@pytest.mark.parametrize("value", ENCODED, ids=range(len(ENCODED)))
+def test_jsonencode_writes_what_cdktfs_fn_jsonencode_writes(value: object) -> None:
+    stack = TerraformStack(Testing.app(), "stack")
+    RandomProvider(stack, "random")
+    password = Password(stack, "password", length=20)
+    typed = Password(stack, "typed", length=20, keepers={"value": Fn.jsonencode({"v": value, "r": password.result})})
+    plain = jsonencode({"v": value, "r": Expression(f"random_password.{password.friendly_unique_id}.result")})
+    written = json.loads(Testing.synth(stack))["resource"]["random_password"]
+    assert written[typed.friendly_unique_id]["keepers"]["value"] == plain
+
+
+def test_jsonencode_refuses_a_cdktf_token() -> None:
+    stack = TerraformStack(Testing.app(), "stack")
+    RandomProvider(stack, "random")
+    with pytest.raises(ValueError, match="a cdktf token; give jsonencode an Expression instead"):
+        jsonencode({"password": Password(stack, "password", length=20).result})

@@ -26,12 +26,11 @@ from cdktf import Fn, TerraformProvider
 from cdktf_cdktf_provider_aws.data_aws_rds_cluster import DataAwsRdsCluster
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
-from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
 from cdktf_cdktf_provider_random.password import Password
 from constructs import Construct
 
 from servicedb import plan as p
-from servicedb.resources import Location, Resource, remember
+from servicedb.resources import Expression, Location, Resource, jsonencode, remember
 from servicedb.scan import skip_check
 from servicedb.spec import Provisioner
 
@@ -73,7 +72,7 @@ def login_role(
     location: Location | None,
     postgresql_provider: TerraformProvider | None,
     random_provider: TerraformProvider | None,
-) -> tuple[Password | None, str | None, Resource | None]:
+) -> tuple[Password | None, Expression | None, Resource | None]:
     """A login user's generated password (`password`) and its result, unless it logs in with IAM or
     has no secret (a retired service's user, NOLOGIN), and its role (`role`, at `location`) when
     Terraform is the provisioner (`location` is None otherwise). `assume_role` is the reference to
@@ -96,8 +95,9 @@ def login_role(
             keepers={"rotation": str(role.password_rotation)} if role.password_rotation else None,
             provider=random_provider,
         )
-    # Each read of a resource's attribute is a round trip to jsii's node process: once per password.
-    result = password.result if password else None
+    # Each read of a resource's attribute is a round trip to jsii's node process: the password's
+    # unique id, read once, gives its result's reference for the role and for the secret.
+    result = Expression(f"random_password.{password.friendly_unique_id}.result") if password else None
     if location is None:
         return password, result, None
     return (
@@ -114,7 +114,7 @@ def login_role(
                 # No password for an IAM user: the provider creates it without one. It does not remove one
                 # the user had (1.26 skips an empty password on update), and never gets the string "NULL",
                 # which the provider reads as no password on create only and would set as one on update.
-                "password": result,
+                "password": f"${{{result}}}" if result else None,
                 "connection_limit": role.connection_limit,
                 "statement_timeout": role.statement_timeout_ms,
                 "idle_in_transaction_session_timeout": role.idle_in_transaction_timeout_ms,
@@ -167,15 +167,17 @@ class DatabaseUser(Construct):
         self._cluster_resource_id = cluster_resource_id
         self._aws_provider = aws_provider
         self.secret: SecretsmanagerSecret | None = None
-        self.secret_version: SecretsmanagerSecretVersion | None = None
+        self.secret_version: Resource | None = None
         self._secret_arn: str | None = None
+        self._secret_address = ""
 
         providers = {
             "assume_role": assume_role,
             "postgresql_provider": postgresql_provider,
             "random_provider": random_provider,
         }
-        location = remember(self, scope, id_) if provisioner == Provisioner.TERRAFORM else None
+        self._location = remember(self, scope, id_)
+        location = self._location if provisioner == Provisioner.TERRAFORM else None
         self.password: Password | None
         self.role: Resource | None
         self.password, result, self.role = login_role(self, role=role, secret=secret, location=location, **providers)
@@ -223,17 +225,19 @@ class DatabaseUser(Construct):
                 "CKV_AWS_149",
                 "the environment sets no kms_key_arn, so the AWS managed key aws/secretsmanager encrypts it",
             )
+        self._secret_address = f"aws_secretsmanager_secret.{self.secret.friendly_unique_id}"
         password_field = {"password": active_result} if active_result else {}
-        self.secret_version = SecretsmanagerSecretVersion(
-            self,
+        self.secret_version = self._location.add(
             "secret_value",
-            secret_id=self.secret.id,
-            secret_string=Fn.jsonencode({**secret.fields, **password_field}),
+            "aws_secretsmanager_secret_version",
+            {
+                "secret_id": f"${{{self._secret_address}.id}}",
+                "secret_string": jsonencode({**secret.fields, **password_field}),
+            },
+            # The role has its (new) password before the secret hands it out.
+            depends_on=[active_role] if active_role else None,
             provider=aws_provider,
         )
-        if location is not None and active_role is not None:
-            # The role has its (new) password before the secret hands it out.
-            location.resources.depend(self.secret_version, on=active_role)
         if secret.reader_role is not None:
             self.grant_secret_read(secret.reader_role)
         if connect is not None:
@@ -262,19 +266,22 @@ class DatabaseUser(Construct):
             return []
         return ecs_secrets(self.secret_arn, password=not self._secret_plan.iam)
 
-    def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> IamRolePolicy:
+    def grant_secret_read(self, role_name: str, *, id_: str = "execution_role_policy") -> Resource:
         """Let the IAM role `role_name` read this secret and nothing else (`Secret.read_policy`).
 
         Give each further role its own `id_`. A retired service's user has no secret to read.
         """
         if self.secret is None or self._secret_plan is None:
             raise ValueError(f"{self.username} belongs to a retired service: it has no secret for {role_name} to read")
-        return IamRolePolicy(
-            self,
+        arn = Expression(f"{self._secret_address}.arn")
+        return self._location.add(
             id_,
-            name=f"servicedb-{self._secret_plan.username}-secret-read",
-            role=role_name,
-            policy=Fn.jsonencode(self._secret_plan.read_policy(self.secret_arn)),
+            "aws_iam_role_policy",
+            {
+                "name": f"servicedb-{self._secret_plan.username}-secret-read",
+                "role": role_name,
+                "policy": jsonencode(self._secret_plan.read_policy(arn)),
+            },
             provider=self._aws_provider,
         )
 

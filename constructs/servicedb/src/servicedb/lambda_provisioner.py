@@ -32,6 +32,7 @@ from constructs import Construct
 from servicedb import bundle, provisioner
 from servicedb.construct import DatabaseUser
 from servicedb.plan import Plan, secret_read_statements
+from servicedb.resources import location_of
 from servicedb.scan import skip_check
 from servicedb.spec import Environment
 
@@ -257,9 +258,13 @@ class LambdaProvisioner(Construct):
             function_name=self.function.function_name,
             input=json.dumps(event, separators=(",", ":")),
             triggers={"code": code_hash},
-            depends_on=[user.secret_version for user in users],
             provider=aws_provider,
         )
+        # The passwords are in the secrets before the function reads them.
+        resources = location_of(self).resources
+        for user in users:
+            if user.secret_version is not None:
+                resources.depend(self.invocation, on=user.secret_version)
 
     @property
     def function_name(self) -> str:

@@ -63,6 +63,35 @@ def allowed_characters(component: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "", component)
 
 
+class Expression(str):
+    """A Terraform expression, such as `random_password.x.result`: `jsonencode` writes it as is."""
+
+
+def jsonencode(value: object) -> str:
+    """`${jsonencode(...)}` of `value` (dicts, lists, strings, integers, booleans, `Expression`s), as
+    cdktf's `Fn.jsonencode` writes it (`TFExpression.resolveArg` in cdktf's `tfExpression.js`)."""
+    return f"${{jsonencode({expression(value)})}}"
+
+
+def expression(value: object) -> str:
+    if isinstance(value, Expression):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if TOKEN in value:
+            raise ValueError(f"{value}: a cdktf token; give jsonencode an Expression instead")
+        escaped = value.replace("\n", "\\n").replace("${", "$${")
+        return escaped if value != '"' and value.startswith('"') and value.endswith('"') else f'"{escaped}"'
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f'"{key}" = {expression(item)}' for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(expression(item) for item in value) + "]"
+    raise TypeError(f"jsonencode cannot write {value!r} ({type(value).__name__})")
+
+
 @jsii.implements(ITerraformDependable)
 class Resource:
     """One resource: `terraform_resource_type`, `friendly_unique_id`, its construct `path` and its
