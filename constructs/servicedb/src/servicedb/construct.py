@@ -9,9 +9,10 @@ Construct ids are part of the contract: a changed id is a destroyed and recreate
 they are fixed snake_case names derived from the plan (never from tokens), and a test pins the
 resulting resource addresses.
 
-The postgresql resources are plain data (`servicedb.resources`), written into the stack by one
-element: the same JSON as the provider's resource classes write, without a round trip to jsii's
-node process for each resource and reference.
+The postgresql resources, the secret versions and the IAM policies that read a secret are plain
+data (`servicedb.resources`), written into the stack by one element: the same JSON as the
+providers' resource classes write, without a round trip to jsii's node process for each resource
+and reference.
 
 With the `terraform` provisioner, what holds data or owns what does (the database, the schema,
 the service's roles) has `prevent_destroy`: a plan that would destroy or replace it fails. Only a purged service's

@@ -4,10 +4,11 @@ resource class would write.
 A cdktf resource made from Python is an object in jsii's node process: each is created, and each
 attribute read, through a round trip between the two processes, about half of a synth's time at
 hundreds of services. The postgresql resources of `servicedb.construct` (a service has about 30 of
-them) are `Resource`s instead: their addresses, construct paths and unique ids are those cdktf
-gives a resource of the same construct path (`unique_id` is cdktf's own scheme), their
-references are plain Terraform expressions, and `Resources`, one element per stack, writes them
-all when the stack is synthesized.
+them), its secret versions and its IAM policies that read a secret are `Resource`s instead: their
+addresses, construct paths and unique ids are those cdktf gives a resource of the same construct
+path (`unique_id` is cdktf's own scheme), their references are plain Terraform expressions, their
+`jsonencode(...)` is written as cdktf's `Fn.jsonencode` writes it (`jsonencode`), and
+`Resources`, one element per stack, writes them all when the stack is synthesized.
 
 A `Resource` may be named in `depends_on` of a cdktf resource (it is an `ITerraformDependable`),
 referenced (`name`, `get`), moved from an old address (`move_from_id`) and overridden
