@@ -9,6 +9,7 @@ with the services, never with their square.
 """
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -29,9 +30,10 @@ TARGETS = {"apply": 10.0, "noop": 2.0, "verify": 5.0}
 NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
 
 
+@functools.cache
 def servers() -> list[Binaries]:
     """Every server the machine can start, the embedded one (16) first: the one the bench uses
-    unless a section says otherwise."""
+    unless a section says otherwise. Found once (each is asked its version)."""
     return available_binaries(NODE_MODULES)
 
 

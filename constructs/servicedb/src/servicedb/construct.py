@@ -452,9 +452,9 @@ class ServiceDatabase(Construct):
         # run at once (cyrilgdn/terraform-provider-postgresql#178, #223, #425): chain them.
         chained: list[Resource] = []
 
-        def chain(scope: Location, id_: str, terraform_resource_type: str, attributes: dict) -> None:
+        def chain(under: Location, id_: str, terraform_resource_type: str, attributes: dict) -> None:
             chained.append(
-                scope.add(
+                under.add(
                     id_,
                     terraform_resource_type,
                     {"database": database_name, **attributes},
