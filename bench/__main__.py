@@ -245,6 +245,14 @@ def measure_scale(bench: Bench) -> None:
             result = terraform.run(count, binaries.bin_dir)
             say(f"scale, the Terraform path on PostgreSQL {name}, {count} services: {result.seconds:.1f} s")
             bench.scale_terraform.setdefault(name, []).append(result)
+        for count in terraform.SIZES:
+            result = terraform.run(count, binaries.bin_dir, terraform.SERVICES_PER_LOGIN)
+            say(
+                f"scale, the Terraform path on PostgreSQL {name}, {count} services by {result.logins} "
+                f"terraform_logins: {result.seconds:.1f} s"
+            )
+            key = f"{name}, a login per {terraform.SERVICES_PER_LOGIN} services"
+            bench.scale_terraform.setdefault(key, []).append(result)
     for count in SCALE_SYNTH_SIZES:
         directory = bench.workdir / f"scale-{count}"
         write_declarations(directory, count)
@@ -565,7 +573,9 @@ def scale_section(bench: Bench) -> str:
             "connections pooled per database (`bench/terraform.py`, through the test suite's model of the "
             "provider); one run per size, "
             + ", ".join(f"up to {count} services on {name}" for name, count in largest.items())
-            + ". The slowest kinds of change are shown with their mean time each.",
+            + ". With one login, the admin applies every service; with `terraform_logins` (a login per "
+            f"{terraform.SERVICES_PER_LOGIN} services, which the admin makes first), each login applies its "
+            "share. The slowest kinds of change are shown with their mean time each.",
             terraform.section(bench.scale_terraform),
             "Synth of the bench's declarations with servicedb (`bench/synth.py project`), one run per size, "
             "with the peak memory of the Python process and of jsii's node process:",

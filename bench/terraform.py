@@ -1,6 +1,6 @@
 """The Terraform path at scale: the stack's postgresql resources applied as the provider does.
 
-    python -m bench.terraform SERVICES BIN_DIR RESULT_JSON
+    python -m bench.terraform SERVICES BIN_DIR RESULT_JSON [SERVICES_PER_LOGIN]
 
 The provider itself cannot be installed here (its registry is out of reach), so the statements
 are those of the test suite's model of provider 1.26.0 (`tests/terraform_provider.py`): the same
@@ -11,22 +11,30 @@ process of its own, so that jsii's node process goes with it.
 """
 
 import collections
+import dataclasses
 import json
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from bench.postgres import SCALE_TARGET, write_services
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SIZES = (100, 300, 1000)
-"""Services; the largest only on the newest server (on PostgreSQL 16 it takes about half an hour)."""
+"""Services; the largest only on the newest server with one login (on PostgreSQL 16 it takes about
+half an hour), on every server with `terraform_logins`."""
+
+SERVICES_PER_LOGIN = 100
+"""With `terraform_logins`: one login for this many services."""
 
 IDLE_DATABASES = 50
 """Databases whose connections the pool keeps idle; older ones are closed."""
@@ -39,6 +47,8 @@ class Result:
     seconds: float
     statements: int
     connections: int
+    logins: int
+    """How many logins applied the services: 1 (the admin), or the environment's `terraform_logins`."""
     slowest: list[tuple[str, int, float]]
     """The three kinds of change (not reads) that took the longest in all: (kind, count, seconds)."""
 
@@ -49,7 +59,9 @@ def statement_kind(statement: str) -> str:
     return " ".join(words[:4])
 
 
-def measure(count: int, bin_dir: Path) -> Result:
+def measure(count: int, bin_dir: Path, per_login: int = 0) -> Result:
+    """Apply `count` services from empty; with `per_login`, by `terraform_logins`, one for that
+    many services, that the admin made first as the master user would."""
     sys.path.insert(0, str(ROOT / "tests"))
     from cdktf import App
 
@@ -67,6 +79,20 @@ def measure(count: int, bin_dir: Path) -> Result:
         directory = Path(name)
         write_services(directory, count)
         environment = local_environment("127.0.0.1", local.port)
+        logins = {
+            f"servicedb_login_{n}": secrets.token_urlsafe(24) for n in range(-(-count // per_login) if per_login else 0)
+        }
+        environment = dataclasses.replace(
+            environment,
+            terraform_logins=tuple((user, f"{environment.master_secret_arn}-{user}") for user in sorted(logins)),
+        )
+        with psycopg.connect(local.admin_url_with_password, autocommit=True) as conn:
+            for user, password in logins.items():
+                conn.execute(
+                    psycopg.sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                        psycopg.sql.Identifier(user), psycopg.sql.Literal(password)
+                    )
+                )
         plan = plan_services(local_services(directory, environment), environment)
         app = App(outdir=str(directory / "out"))
         stack = DatabaseAccessStack(app, plan=plan)
@@ -76,7 +102,7 @@ def measure(count: int, bin_dir: Path) -> Result:
             for config in resources.values():
                 config.pop("//", None)  # cdktf's comments (path, unique id): Terraform reads no "//" key
 
-        idle: dict[str, list[psycopg.Connection]] = {}
+        idle: dict[tuple[str, str], list[psycopg.Connection]] = {}
         opened = [0]
         times: collections.Counter[str] = collections.Counter()
         counts: collections.Counter[str] = collections.Counter()
@@ -87,8 +113,8 @@ def measure(count: int, bin_dir: Path) -> Result:
             def close(self) -> None:
                 if self.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     self.execute("ROLLBACK")
-                idle.setdefault(self.info.dbname, []).append(self)
-                for other in [d for d in idle if d not in ("postgres", self.info.dbname)][:-IDLE_DATABASES]:
+                idle.setdefault((self.info.user, self.info.dbname), []).append(self)
+                for other in [k for k in idle if k[1] not in ("postgres", self.info.dbname)][:-IDLE_DATABASES]:
                     for conn in idle.pop(other):
                         psycopg.Connection.close(conn)
 
@@ -101,15 +127,23 @@ def measure(count: int, bin_dir: Path) -> Result:
                     times[kind] += time.perf_counter() - started
                     counts[kind] += 1
 
-        def connect(database: str) -> psycopg.Connection:
-            if idle.get(database):
-                return idle[database].pop()
-            opened[0] += 1
-            return Pooled.connect(local.admin_url_with_password, dbname=database, autocommit=True)
+        def login(user: str, password: str) -> Callable[[str], psycopg.Connection]:
+            """The provider's pool for one login: idle connections by database."""
+
+            def connect(database: str) -> psycopg.Connection:
+                if idle.get((user, database)):
+                    return idle[(user, database)].pop()
+                opened[0] += 1
+                return Pooled.connect(local.url(user, password, database), autocommit=True)
+
+            return connect
 
         master = json.dumps({"username": ADMIN})
         model = ProviderModel(
-            connect, user=ADMIN, data={"data.aws_secretsmanager_secret_version.master_secret.secret_string": master}
+            login(ADMIN, local.admin_password),
+            user=ADMIN,
+            data={"data.aws_secretsmanager_secret_version.master_secret.secret_string": master},
+            logins={user: login(user, password) for user, password in logins.items()},
         )
         started = time.perf_counter()
         model.apply(document)
@@ -121,14 +155,14 @@ def measure(count: int, bin_dir: Path) -> Result:
             raise SystemExit(f"bench.terraform: the provider's statements did nothing: {model.silent_no_ops[:3]}")
         changes = [kind for kind in times if kind.split(" ")[0] not in ("SELECT", "BEGIN", "COMMIT", "ROLLBACK")]
         slowest = sorted(((kind, counts[kind], times[kind]) for kind in changes), key=lambda row: -row[2])[:3]
-        return Result(count, binaries.version, took, len(model.executed), opened[0], slowest)
+        return Result(count, binaries.version, took, len(model.executed), opened[0], max(len(logins), 1), slowest)
 
 
-def run(count: int, bin_dir: Path) -> Result:
+def run(count: int, bin_dir: Path, per_login: int = 0) -> Result:
     """`measure` in a process of its own."""
     with tempfile.TemporaryDirectory(prefix="servicedb-bench-") as name:
         result_file = Path(name) / "result.json"
-        command = [sys.executable, "-m", "bench.terraform", str(count), str(bin_dir), str(result_file)]
+        command = [sys.executable, "-m", "bench.terraform", str(count), str(bin_dir), str(result_file), str(per_login)]
         completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if completed.returncode != 0:
             raise SystemExit(f"bench: {' '.join(command)} failed:\n{completed.stderr[-3000:]}")
@@ -137,14 +171,15 @@ def run(count: int, bin_dir: Path) -> Result:
 
 
 def section(results: dict[str, list[Result]]) -> str:
-    """Markdown: per server, each size's time, statements and growth from the first size."""
+    """Markdown: per server (and way of logging in), each size's time, statements and growth from the
+    first size."""
     rows = []
     for version, sized in results.items():
         first = sized[0]
         for r in sized:
             slowest = ", ".join(f"{kind} {seconds / n * 1000:.1f} ms" for kind, n, seconds in r.slowest)
             rows.append(
-                f"| {version} | {r.services} | {r.statements} | {r.connections} | {r.seconds:.1f} s "
+                f"| {version} | {r.services} | {r.logins} | {r.statements} | {r.connections} | {r.seconds:.1f} s "
                 f"({r.seconds / first.seconds:.1f}x) | {slowest} |"
             )
     verdicts = []
@@ -158,8 +193,9 @@ def section(results: dict[str, list[Result]]) -> str:
         )
     return "\n".join(
         [
-            "| PostgreSQL | services | statements | connections | apply from empty | slowest statements, each |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| PostgreSQL | services | logins | statements | connections | apply from empty "
+            "| slowest statements, each |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
             *verdicts,
@@ -169,7 +205,7 @@ def section(results: dict[str, list[Result]]) -> str:
 
 def main() -> None:
     count, bin_dir, result_file = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    result = measure(count, bin_dir)
+    result = measure(count, bin_dir, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     result_file.write_text(json.dumps(result.__dict__))
 
 

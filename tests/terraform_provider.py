@@ -225,10 +225,21 @@ class ProviderModel:
     provider block and resources read, e.g. the master secret's `secret_string`.
     """
 
-    def __init__(self, connect: Callable[[str], psycopg.Connection], *, user: str, data: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        connect: Callable[[str], psycopg.Connection],
+        *,
+        user: str,
+        data: Mapping[str, str],
+        logins: Mapping[str, Callable[[str], psycopg.Connection]] | None = None,
+    ) -> None:
         self.connect = connect
         self.user = user
         self.data = dict(data)
+        self.logins = {user: connect, **(logins or {})}
+        """How to log in as each user a provider block of the stack names (`connect` for `user`)."""
+        self.providers: dict[str, Mapping] = {}
+        """The stack's postgresql provider blocks, by the reference resources make (`postgresql.login_1`)."""
         self.state: dict[str, dict] = {}
         self.executed: list[Executed] = []
         self.address = ""
@@ -256,10 +267,31 @@ class ProviderModel:
         raise Unmodelled(f"{self.address}: the expression {raw!r} is not modelled")
 
     def attributes(self, resource: Resource) -> dict:
-        """The configuration with expressions resolved and the schema's defaults filled in."""
+        """The configuration with expressions resolved and the schema's defaults filled in; the
+        model logs in as the user of the resource's provider block from here on."""
         self.address = resource.address
+        if resource.type != "random_password":
+            self.log_in_for(resource)
         values = {k: self.value(v) for k, v in resource.config.items() if k not in META}
         return {**DEFAULTS.get(resource.type, {}), **values}
+
+    def use_providers(self, stack: Mapping) -> None:
+        blocks = stack.get("provider", {}).get("postgresql", [])
+        self.providers = {
+            f"postgresql.{block['alias']}" if "alias" in block else "postgresql": block for block in blocks
+        }
+
+    def log_in_for(self, resource: Resource) -> None:
+        """Each provider block is a provider of its own, logged in as its `username`."""
+        reference = resource.config.get("provider", "postgresql")
+        if not self.providers:
+            return  # a stack of resources only: every one as `user`
+        if reference not in self.providers:
+            raise Unmodelled(f"{resource.address}: provider {reference} is not in the stack")
+        user = self.value(self.providers[reference]["username"])
+        if user not in self.logins:
+            raise Unmodelled(f"{resource.address}: no way given to log in as {user!r} ({reference})")
+        self.user, self.connect = user, self.logins[user]
 
     # --- connections and statements ----------------------------------------------------------
 
@@ -397,6 +429,7 @@ class ProviderModel:
 
     def apply(self, stack: Mapping) -> None:
         """`terraform apply` from an empty state: create every resource in dependency order."""
+        self.use_providers(stack)
         for resource in resources_of(stack):
             self.create(resource)
 
@@ -748,6 +781,7 @@ class ProviderModel:
         """`terraform import` of every importable resource that exists on the server (the read,
         with the ID), then `terraform apply` of the rest: what moving a cluster built by
         `servicedb apply` to Terraform takes. Returns the imported addresses."""
+        self.use_providers(stack)
         imported = []
         for resource in resources_of(stack):
             values = self.attributes(resource)
@@ -765,6 +799,7 @@ class ProviderModel:
     def plan(self, stack: Mapping) -> list[str]:
         """`terraform plan` after `apply`: each resource read back as the provider reads it and
         compared with the configuration; one line per difference, none for "No changes"."""
+        self.use_providers(stack)
         changes = []
         for resource in resources_of(stack):
             if resource.type == "random_password":

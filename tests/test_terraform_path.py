@@ -5,6 +5,8 @@ tries every database, `servicedb verify` and `servicedb plan` run on the result,
 plan of the provider is empty. In addition to the SQL path's tests, not instead of them.
 """
 
+import dataclasses
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -15,10 +17,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from cdktf import Testing
-from psycopg import errors
+from psycopg import errors, sql
 
 from servicedb.access import TemporaryAccess
 from servicedb.cli import local_environment, local_services, main
+from servicedb.construct import provider_login_of
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import Plan, RoleKind, plan_services
 from servicedb.server import ADMIN, LocalServer
@@ -35,6 +38,7 @@ SERVICES = {
 }
 MASTER_SECRET = "data.aws_secretsmanager_secret_version.master_secret.secret_string"
 OWN_TABLE = "items"
+REQUIRED_FIELDS = ("region", "account_id", "cluster_identifier", "endpoint", "master_secret_arn", "engine_version")
 
 
 def trusted_extensions(server: LocalServer) -> tuple[str, ...]:
@@ -82,6 +86,9 @@ class TerraformBuilt:
     stack: dict
     model: ProviderModel
     secrets: Path
+    environments: Path | None = None
+    """An environments file declaring the local server as `local`, for `--env local`; None when
+    the CLI's own local environment is the one synthesized."""
 
     @property
     def passwords(self) -> dict[str, str]:
@@ -119,6 +126,7 @@ class TerraformBuilt:
                 str(self.services),
                 "--secrets",
                 str(self.secrets),
+                *(["--env", "local", "--environments", str(self.environments)] if self.environments else []),
                 *args,
             ],
             out=lines.append,
@@ -140,7 +148,10 @@ def break_glass() -> TemporaryAccess:
     )
 
 
-def build(server: LocalServer, directory: Path) -> TerraformBuilt:
+def build(server: LocalServer, directory: Path, *, logins: int = 0) -> TerraformBuilt:
+    """The test services with a break-glass grant; with `logins`, the environment's
+    `terraform_logins`: that many CREATEDB CREATEROLE logins the admin makes, as the master user
+    would on Aurora, each with its secret."""
     services = declarations(directory / "services", trusted_extensions(server))
     grant = break_glass()
     (directory / "access").mkdir()
@@ -152,31 +163,75 @@ def build(server: LocalServer, directory: Path) -> TerraformBuilt:
         f"valid_until=datetime.fromisoformat({grant.valid_until.isoformat()!r}))\n"
     )
     environment = local_environment("127.0.0.1", server.port)
+    logins = {f"servicedb_login_{number}": f"login-{number}-{server.admin_password}" for number in range(1, logins + 1)}
+    arn = "arn:aws:secretsmanager:eu-west-1:000000000000:secret:servicedb-login-{}"
+    environment = dataclasses.replace(
+        environment, terraform_logins=tuple((user, arn.format(user)) for user in sorted(logins))
+    )
+    environments = None
+    if logins:
+        # The same environment as a file, for the CLI: `verify` knows the logins from it.
+        environments = directory / "environments.toml"
+        fields = dataclasses.asdict(environment)
+        table = [
+            f"{name} = {json.dumps(fields[name])}" for name in REQUIRED_FIELDS + ("port", "secret_recovery_window_days")
+        ]
+        table.append("expiry_schedule_minutes = 0")  # the CLI's local environment has no schedule either
+        table += [
+            "[local.terraform_logins]",
+            *(f"{user} = {json.dumps(secret)}" for user, secret in environment.terraform_logins),
+        ]
+        environments.write_text("[local]\n" + "\n".join(table) + "\n")
+    with psycopg.connect(server.admin_url, password=server.admin_password, dbname="postgres") as conn:
+        for user, password in logins.items():
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
     plan = plan_services(local_services(services, environment), environment, access=[grant])
+    model = model_for(server)
+    for user, password in logins.items():
+        model.logins[user] = functools.partial(connect_as, server, user, password)
     return TerraformBuilt(
         server=server,
         services=services,
         plan=plan,
         stack=synthesize(plan),
-        model=model_for(server),
+        model=model,
         secrets=directory / "secrets.json",
+        environments=environments,
     )
+
+
+def connect_as(server: LocalServer, user: str, password: str, database: str) -> psycopg.Connection:
+    return psycopg.connect(server.url(user, password, database), autocommit=True)
+
+
+def applied(server: LocalServer, directory: Path, *, logins: int = 0) -> TerraformBuilt:
+    """`build`, applied the provider's way, with the secrets written and each migrator's table."""
+    result = build(server, directory, logins=logins)
+    result.model.apply(result.stack)
+    result.write_secrets()
+    for service in result.plan.services:
+        with result.login(f"{service.service}_migrator", service.service) as conn:
+            conn.execute(f"CREATE TABLE {OWN_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text)")
+            conn.execute(f"INSERT INTO {OWN_TABLE} (note) VALUES ('from the migrator')")
+    return result
 
 
 @pytest.fixture(scope="module")
 def built(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TerraformBuilt]:
     """The stack applied the provider's way on a server of its own, and each migrator's table."""
     with LocalServer(server.binaries) as fresh:
-        result = build(fresh, tmp_path_factory.mktemp("terraform"))
-        result.model.apply(result.stack)
-        result.write_secrets()
-        for service in result.plan.services:
-            with result.login(f"{service.service}_migrator", service.service) as conn:
-                conn.execute(
-                    f"CREATE TABLE {OWN_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text)"
-                )
-                conn.execute(f"INSERT INTO {OWN_TABLE} (note) VALUES ('from the migrator')")
-        yield result
+        yield applied(fresh, tmp_path_factory.mktemp("terraform"))
+
+
+@pytest.fixture(scope="module")
+def built_by_logins(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TerraformBuilt]:
+    """The same, applied by three `terraform_logins`: each service by one of them."""
+    with LocalServer(server.binaries) as fresh:
+        yield applied(fresh, tmp_path_factory.mktemp("terraform-logins"), logins=3)
 
 
 def test_the_model_covers_every_postgresql_resource_of_the_stack(built: TerraformBuilt) -> None:
@@ -207,6 +262,10 @@ def test_a_second_plan_is_empty(built: TerraformBuilt) -> None:
 
 
 def test_every_login_user_connects_exactly_where_declared(built: TerraformBuilt) -> None:
+    assert_logins_where_declared(built)
+
+
+def assert_logins_where_declared(built: TerraformBuilt) -> None:
     databases = [service.service for service in built.plan.services]
     reads = {(m.member, m.role.removesuffix("_reader")) for m in built.plan.reads}
     for service in built.plan.services:
@@ -217,6 +276,10 @@ def test_every_login_user_connects_exactly_where_declared(built: TerraformBuilt)
 
 
 def test_the_break_glass_role_reads_its_service_until_it_expires(built: TerraformBuilt) -> None:
+    assert_break_glass_reads_ledger_only(built)
+
+
+def assert_break_glass_reads_ledger_only(built: TerraformBuilt) -> None:
     [grant] = built.plan.temporary
     name = grant.role.name
     with built.login(name, "ledger") as conn:
@@ -256,6 +319,10 @@ def test_nobody_creates_temporary_tables(built: TerraformBuilt) -> None:
 
 
 def test_the_app_writes_its_tables_and_readers_only_read(built: TerraformBuilt) -> None:
+    assert_writes_own_reads_declared(built)
+
+
+def assert_writes_own_reads_declared(built: TerraformBuilt) -> None:
     with built.login("checkout_app", "checkout") as conn:
         conn.execute(f"INSERT INTO {OWN_TABLE} (note) VALUES ('by the app')")
         with pytest.raises(errors.InsufficientPrivilege):
@@ -478,3 +545,66 @@ def test_a_setting_a_user_gives_itself_in_a_database_is_seen_on_a_terraform_buil
     assert "delivery_app: reset its settings in database delivery" in output
     assert built.cli("apply")[0] == 0
     assert built.cli("verify")[0] == 0
+
+
+# --- terraform_logins: each service applied by one of several logins --------------------------
+
+
+def login_of(built: TerraformBuilt, service: str) -> str:
+    logins = built.plan.environment.terraform_logins
+    return logins[provider_login_of(service, len(logins))][0]
+
+
+def test_each_service_is_applied_by_its_login_and_reads_through_the_others(built_by_logins: TerraformBuilt) -> None:
+    built = built_by_logins
+    logins = {service.service: login_of(built, service.service) for service in built.plan.services}
+    # The test services spread over the logins: checkout reads ledger and inventory across two.
+    assert len({logins["checkout"], logins["ledger"], logins["inventory"]}) == 3
+    ran_as: dict[str, set[str]] = {}
+    for executed in built.model.executed:
+        ran_as.setdefault(executed.address, set()).add(executed.user)
+    for service, login in logins.items():
+        addresses = [address for address in ran_as if f".services_{service}_" in address]
+        assert addresses and all(ran_as[address] == {login} for address in addresses), service
+    # The break-glass role and its membership, by the login of the service it reads.
+    temporary = [address for address in ran_as if ".temporary_access_" in address]
+    assert temporary and all(ran_as[address] == {logins["ledger"]} for address in temporary)
+    assert ADMIN not in set().union(*ran_as.values())
+    assert [(e.address, e.statement, e.notices) for e in built.model.silent_no_ops] == []
+    assert built.model.plan(built.stack) == []
+
+
+def test_a_login_holds_only_its_own_services_roles(built_by_logins: TerraformBuilt) -> None:
+    """What keeps each statement's work bounded: a login is a member of its own services' roles
+    only (PostgreSQL 16 makes the creator of a role a member), and the admin of the logins and the
+    owner roles, for verify and the SQL path."""
+    built = built_by_logins
+    mine: dict[str, set[str]] = {}
+    for service in built.plan.services:
+        mine.setdefault(login_of(built, service.service), set()).update(role.name for role in service.roles)
+    [grant] = built.plan.temporary
+    mine[login_of(built, grant.access.service)].add(grant.role.name)
+    with psycopg.connect(built.server.admin_url, password=built.server.admin_password, dbname="postgres") as conn:
+
+        def member_of(role: str) -> set[str]:
+            rows = conn.execute(
+                "SELECT pg_get_userbyid(roleid) FROM pg_auth_members WHERE member = to_regrole(%s)", (role,)
+            )
+            return {name for (name,) in rows}
+
+        owners = {service.owner.name for service in built.plan.services}
+        assert owners <= member_of(ADMIN) <= set(mine) | owners
+        for login, roles in mine.items():
+            assert member_of(login) and member_of(login) <= roles, login
+
+
+def test_isolation_holds_with_logins(built_by_logins: TerraformBuilt) -> None:
+    assert_logins_where_declared(built_by_logins)
+    assert_writes_own_reads_declared(built_by_logins)
+    assert_break_glass_reads_ledger_only(built_by_logins)
+
+
+def test_verify_as_the_admin_passes_with_logins(built_by_logins: TerraformBuilt) -> None:
+    code, output = built_by_logins.cli("verify", "--logins")
+    assert code == 0, output
+    assert "servicedb_login_" not in output  # the logins apply the services, as the admin does

@@ -21,6 +21,7 @@ a resource whose block is gone from the configuration (hashicorp/terraform#17599
 refuses a deleted declaration before synth.
 """
 
+import zlib
 from collections.abc import Mapping, Sequence
 
 from cdktf import Fn, TerraformProvider
@@ -315,13 +316,16 @@ class ServiceDatabase(Construct):
     identifier (`cluster`).
 
     With the `terraform` provisioner, `admin_role` (@default - the postgresql provider's
-    `username`) is the role the provider logs in as. It is made a member of the owner role
-    (`memberships/admin_in_owner`) before the database is created, and everything the provider
-    creates in the database depends on that: on RDS and Aurora the admin is not a superuser, and
-    PostgreSQL silently ignores a `GRANT ... ON DATABASE` (the provider takes no owner's role for
-    one) and refuses `CREATE EXTENSION` from a role that neither owns the database nor is a member
-    of its owner. On PostgreSQL 16 the admin also holds, as the creator of every role, an ADMIN-only
-    membership that lets it do neither; the provider may read that one back, so `with_admin_option`
+    `username`) is the role the provider logs in as; `cluster_admin`, when another role runs
+    `servicedb verify` and `apply`, becomes a member of the owner role and gets CONNECT on the
+    database too (`memberships/cluster_admin_in_owner`, `grants/cluster_admin_connect`). The
+    admin is made a member of the owner role (`memberships/admin_in_owner`) before the database
+    is created, and everything the provider creates in the database depends on that: on RDS and
+    Aurora the admin is not a superuser, and PostgreSQL silently ignores a `GRANT ... ON
+    DATABASE` (the provider takes no owner's role for one) and refuses `CREATE EXTENSION` from a
+    role that neither owns the database nor is a member of its owner. On PostgreSQL 16 the admin
+    also holds, as the creator of every role, an ADMIN-only membership that lets it do neither;
+    the provider may read that one back, so `with_admin_option`
     is ignored on the membership.
     """
 
@@ -332,6 +336,7 @@ class ServiceDatabase(Construct):
         *,
         plan: p.ServicePlan,
         admin_role: str | None = None,
+        cluster_admin: str | None = None,
         cluster_resource_id: str | None = None,
         postgresql_provider: TerraformProvider | None = None,
         aws_provider: TerraformProvider | None = None,
@@ -341,7 +346,8 @@ class ServiceDatabase(Construct):
         super().__init__(scope, id_)
         self.plan = plan
         self.provisioner = provisioner
-        self._postgresql_provider = postgresql_provider
+        self.postgresql_provider = postgresql_provider
+        """The provider that applies this service's PostgreSQL side; None with the lambda provisioner."""
         if plan.connects and cluster_resource_id is None:
             cluster_resource_id = cluster_resource_id_of(self, plan, aws_provider)
         self.cluster_resource_id = cluster_resource_id
@@ -430,6 +436,14 @@ class ServiceDatabase(Construct):
             depends_on=[self.admin_membership],
             provider=postgresql_provider,
         )
+        if cluster_admin is not None:
+            # `servicedb verify` and `servicedb apply` act as the owner as the environment's admin.
+            memberships.add(
+                "cluster_admin_in_owner",
+                "postgresql_grant_role",
+                {"role": cluster_admin, "grant_role": roles[plan.owner.name]},
+                provider=postgresql_provider,
+            )
         database_name = self.database.name
         self.schema = location.add(
             "schema",
@@ -496,6 +510,14 @@ class ServiceDatabase(Construct):
             "postgresql_grant",
             {"object_type": "database", "role": admin, "privileges": ["CONNECT"]},
         )
+        if cluster_admin is not None:
+            # The environment's admin, when one of its `terraform_logins` applies this service.
+            chain(
+                grants,
+                "cluster_admin_connect",
+                "postgresql_grant",
+                {"object_type": "database", "role": cluster_admin, "privileges": ["CONNECT"]},
+            )
         defaults = location.below("default_privileges")
         for default in plan.default_privileges:
             chain(
@@ -556,7 +578,7 @@ class ServiceDatabase(Construct):
                     consumer.plan.service,
                     "postgresql_grant_role",
                     {"role": user, "grant_role": self._reader_name},
-                    provider=self._postgresql_provider,
+                    provider=self.postgresql_provider,
                 )
             )
         return grants
@@ -572,6 +594,12 @@ def admin_role_of(plan: p.ServicePlan, admin_role: str | None, provider: Terrafo
             f"{plan.owner.name} to grant on the database and create extensions"
         )
     return admin_role
+
+
+def provider_login_of(service: str, logins: int) -> int:
+    """Which of `logins` provider logins applies `service`: a hash of its name (CRC-32), so that a
+    service keeps its login whatever services come and go, as long as the number stays."""
+    return zlib.crc32(service.encode()) % logins
 
 
 def cluster_resource_id_of(scope: Construct, plan: p.ServicePlan, aws_provider: TerraformProvider | None) -> str:
@@ -594,6 +622,12 @@ class ServiceDatabases(Construct):
     The plan's environment says which provisioner applies the PostgreSQL side. With services that
     log in with IAM, one `aws_rds_cluster` data source (`cluster`) gives them the cluster's
     resource id, unless `cluster_resource_id` is given.
+
+    With `login_providers` (one postgresql provider per login, each with a `username`), each
+    service is applied by one of them (`provider_login_of`) instead of `postgresql_provider`,
+    whose user (`admin_role`) is then made a member of every owner role, with CONNECT on every
+    database, for `servicedb verify` and `apply`. A role's ADMIN stays with the
+    login that created it, so a service reads another's through the other's login.
     """
 
     def __init__(
@@ -605,6 +639,7 @@ class ServiceDatabases(Construct):
         admin_role: str | None = None,
         cluster_resource_id: str | None = None,
         postgresql_provider: TerraformProvider | None = None,
+        login_providers: Sequence[TerraformProvider] = (),
         aws_provider: TerraformProvider | None = None,
         random_provider: TerraformProvider | None = None,
     ) -> None:
@@ -613,20 +648,30 @@ class ServiceDatabases(Construct):
             admin_role = admin_role or getattr(postgresql_provider, "username", None)  # read once, not per service
         if cluster_resource_id is None and any(service.connects for service in plan.services):
             cluster_resource_id = cluster_resource_id_of(self, plan.services[0], aws_provider)
-        self.services: Mapping[str, ServiceDatabase] = {
-            service.service: ServiceDatabase(
+        # Each login's username, read once: (provider, the role it logs in as, the admin's CONNECT).
+        logins = [(provider, provider.username, admin_role) for provider in login_providers]
+
+        def login_of(service: p.ServicePlan) -> tuple[TerraformProvider | None, str | None, str | None]:
+            if not logins:
+                return postgresql_provider, admin_role, None
+            return logins[provider_login_of(service.service, len(logins))]
+
+        services: dict[str, ServiceDatabase] = {}
+        for service in plan.services:
+            provider, login, cluster_admin = login_of(service)
+            services[service.service] = ServiceDatabase(
                 self,
                 service.service,
                 plan=service,
-                admin_role=admin_role,
+                admin_role=login,
+                cluster_admin=cluster_admin,
                 cluster_resource_id=cluster_resource_id,
-                postgresql_provider=postgresql_provider,
+                postgresql_provider=provider,
                 aws_provider=aws_provider,
                 random_provider=random_provider,
                 provisioner=plan.environment.provisioner,
             )
-            for service in plan.services
-        }
+        self.services: Mapping[str, ServiceDatabase] = services
         by_reader = {s.plan.reader.name: s for s in self.services.values()}
         by_user = {user.name: s for s in self.services.values() for user in s.plan.app_users}
         # One grant_read per reading service: it covers the app user and its clone.

@@ -348,6 +348,19 @@ class Environment:
     @default - the master user, with the password from `master_secret_arn`.
     """
 
+    terraform_logins: tuple[tuple[str, str], ...] = field(default=())
+    """Logins the postgresql provider applies the services with instead of the master user, as
+    pairs of user name and the ARN of its Secrets Manager secret (`password`), from a table
+    `[<env>.terraform_logins]`. Each is a LOGIN with CREATEDB and CREATEROLE that the master
+    user made; each service goes to one of them by a stable hash of its name
+    (`servicedb.construct.provider_login_of`). PostgreSQL checks every role change against all
+    the roles the login created, so at hundreds of services one login makes every statement
+    slower. Fix the number before the first deploy: a service that hashes to another login
+    cannot be changed by it.
+
+    @default - none: the master user (or `admin_iam_user`) applies every service.
+    """
+
     password_length: int = 40
     """Length of each generated password. @default - 40."""
 
@@ -692,6 +705,26 @@ def environment_problems(environment: Environment, *, source: str) -> list[Probl
         add("admin_iam_user", f"{user!r} starts with a prefix reserved by PostgreSQL or RDS; choose another name")
     elif user is not None and environment.provisioner == Provisioner.LAMBDA:
         add("admin_iam_user", "is for the postgresql provider; the lambda provisioner logs in as the master user")
+    for user, secret_arn in environment.terraform_logins:
+        at = f"terraform_logins.{user}"
+        if not (NAME_PATTERN.fullmatch(user) and len(user) <= 63) or user.startswith(RESERVED_PREFIXES):
+            add(
+                at,
+                f"must be a PostgreSQL user name matching {NAME_PATTERN.pattern} that does not start "
+                f"with {', '.join(RESERVED_PREFIXES)}, got {user!r}",
+            )
+        if not SECRET_ARN_PATTERN.fullmatch(secret_arn):
+            add(
+                at,
+                "must be the ARN of its secret, like "
+                f"'arn:aws:secretsmanager:eu-west-1:123456789012:secret:servicedb-login-1', got {secret_arn!r}",
+            )
+        elif secret_arn == environment.master_secret_arn:
+            add(at, "is the master user's secret; each login has its own")
+    if environment.terraform_logins and environment.admin_iam_user is not None:
+        add("terraform_logins", "logs in with passwords; leave it out with admin_iam_user, or drop admin_iam_user")
+    if environment.terraform_logins and environment.provisioner == Provisioner.LAMBDA:
+        add("terraform_logins", "is for the postgresql provider; the lambda provisioner logs in as the master user")
     if environment.provisioner not in list(Provisioner):
         allowed = ", ".join(repr(str(provisioner)) for provisioner in Provisioner)
         add("provisioner", f"must be one of {allowed}, got {environment.provisioner!r}")

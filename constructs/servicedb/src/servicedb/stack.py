@@ -63,7 +63,10 @@ class DatabaseAccessStack(TerraformStack):
 
     It logs in as the master user with the password from `master_secret_arn`, or, when the
     environment sets `admin_iam_user`, as that user with an IAM token the provider generates from
-    the operator's AWS credentials (`aws_rds_iam_auth`); the master secret is then not read.
+    the operator's AWS credentials (`aws_rds_iam_auth`); the master secret is then not read. With
+    `terraform_logins`, each service is applied by one of those logins instead (a provider alias
+    named after the login, its password read from its secret); the master user is still made a
+    member of every owner role, with CONNECT, for `servicedb verify` and `apply`.
 
     With the `lambda` provisioner there is no postgresql provider: the stack has the same secrets,
     and a function in the database subnets applies the rest (`LambdaProvisioner`).
@@ -120,25 +123,37 @@ class DatabaseAccessStack(TerraformStack):
                 "username": Fn.lookup(master_credentials, "username"),
                 "password": Fn.lookup(master_credentials, "password"),
             }
-        postgresql = PostgresqlProvider(
-            self,
-            "postgresql",
-            host=host.string_value,
-            port=port.number_value,
-            database="postgres",
-            **login,
+        connection = {
+            "host": host.string_value,
+            "port": port.number_value,
+            "database": "postgres",
             # The Aurora master user is not a superuser: the provider must not act as one.
-            superuser=False,
-            sslmode="require",
-            connect_timeout=environment.connect_timeout_seconds,
-            expected_version=environment.engine_version,
-        )
+            "superuser": False,
+            "sslmode": "require",
+            "connect_timeout": environment.connect_timeout_seconds,
+            "expected_version": environment.engine_version,
+        }
+        postgresql = PostgresqlProvider(self, "postgresql", **connection, **login)
+        logins = []
+        for user, secret_arn in environment.terraform_logins:
+            secret = DataAwsSecretsmanagerSecretVersion(self, f"terraform_login_{user}", secret_id=secret_arn)
+            logins.append(
+                PostgresqlProvider(
+                    self,
+                    f"postgresql_{user}",
+                    alias=user,
+                    username=user,
+                    password=Fn.lookup(Fn.jsondecode(secret.secret_string), "password"),
+                    **connection,
+                )
+            )
 
         self.services = ServiceDatabases(
             self,
             "services",
             plan=plan,
             postgresql_provider=postgresql,
+            login_providers=logins,
             aws_provider=aws,
             random_provider=random,
         )
@@ -179,7 +194,7 @@ class DatabaseAccessStack(TerraformStack):
                 grant.role.name,
                 plan=grant,
                 service=self.services.services[grant.service],
-                postgresql_provider=postgresql,
+                postgresql_provider=postgresql and self.services.services[grant.service].postgresql_provider,
                 aws_provider=aws,
                 random_provider=random,
                 provisioner=plan.environment.provisioner,

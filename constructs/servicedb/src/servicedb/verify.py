@@ -205,6 +205,7 @@ INHERITS = {True: "m.inherit_option", False: "r.rolinherit"}
 UNMANAGED_LOGIN_ROLES = """
 SELECT rolname FROM pg_roles
 WHERE rolcanlogin AND NOT rolsuper AND rolname <> current_user AND rolname <> ALL(%(managed)s)
+  AND rolname <> ALL(%(provisioning)s)
   AND rolname !~ '^(pg_|rds)'
 ORDER BY rolname
 """
@@ -286,7 +287,13 @@ def verify(
         if name not in managed_roles and until is not None and until <= now
     }
     unmanaged = [
-        name for (name,) in conn.execute(UNMANAGED_LOGIN_ROLES, {"managed": managed_roles}) if name not in expired
+        name
+        for (name,) in conn.execute(
+            UNMANAGED_LOGIN_ROLES,
+            # The environment's `terraform_logins` apply the services, as the admin does.
+            {"managed": managed_roles, "provisioning": [user for user, _ in wanted.environment.terraform_logins]},
+        )
+        if name not in expired
     ]
     databases = [service.database.name for service in wanted.services]
     (version,) = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
