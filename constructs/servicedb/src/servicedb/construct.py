@@ -316,9 +316,9 @@ class ServiceDatabase(Construct):
     identifier (`cluster`).
 
     With the `terraform` provisioner, `admin_role` (@default - the postgresql provider's
-    `username`) is the role the provider logs in as; `cluster_admin`, when another role runs
-    `servicedb verify` and `apply`, becomes a member of the owner role and gets CONNECT on the
-    database too (`memberships/cluster_admin_in_owner`, `grants/cluster_admin_connect`). The
+    `username`) is the role the provider logs in as; `cluster_admin`, the role that runs
+    `servicedb verify` when it is another, becomes a member of the owner role and gets CONNECT on
+    the database too (`memberships/cluster_admin_in_owner`, `grants/cluster_admin_connect`). The
     admin is made a member of the owner role (`memberships/admin_in_owner`) before the database
     is created, and everything the provider creates in the database depends on that: on RDS and
     Aurora the admin is not a superuser, and PostgreSQL silently ignores a `GRANT ... ON
@@ -437,7 +437,7 @@ class ServiceDatabase(Construct):
             provider=postgresql_provider,
         )
         if cluster_admin is not None:
-            # `servicedb verify` and `servicedb apply` act as the owner as the environment's admin.
+            # `servicedb verify` reads inside the database as a member of its owner.
             memberships.add(
                 "cluster_admin_in_owner",
                 "postgresql_grant_role",
@@ -626,8 +626,8 @@ class ServiceDatabases(Construct):
     With `login_providers` (one postgresql provider per login, each with a `username`), each
     service is applied by one of them (`provider_login_of`) instead of `postgresql_provider`,
     whose user (`admin_role`) is then made a member of every owner role, with CONNECT on every
-    database, for `servicedb verify` and `apply`. A role's ADMIN stays with the
-    login that created it, so a service reads another's through the other's login.
+    database, for `servicedb verify`. A role's ADMIN stays with the login that created it, so a
+    read of another service is granted through the other's login.
     """
 
     def __init__(
@@ -648,7 +648,7 @@ class ServiceDatabases(Construct):
             admin_role = admin_role or getattr(postgresql_provider, "username", None)  # read once, not per service
         if cluster_resource_id is None and any(service.connects for service in plan.services):
             cluster_resource_id = cluster_resource_id_of(self, plan.services[0], aws_provider)
-        # Each login's username, read once: (provider, the role it logs in as, the admin's CONNECT).
+        # Per login, its username read once: (provider, the role it logs in as, the cluster admin).
         logins = [(provider, provider.username, admin_role) for provider in login_providers]
 
         def login_of(service: p.ServicePlan) -> tuple[TerraformProvider | None, str | None, str | None]:

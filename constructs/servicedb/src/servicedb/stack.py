@@ -66,7 +66,7 @@ class DatabaseAccessStack(TerraformStack):
     the operator's AWS credentials (`aws_rds_iam_auth`); the master secret is then not read. With
     `terraform_logins`, each service is applied by one of those logins instead (a provider alias
     named after the login, its password read from its secret); the master user is still made a
-    member of every owner role, with CONNECT, for `servicedb verify` and `apply`.
+    member of every owner role, with CONNECT, for `servicedb verify`.
 
     With the `lambda` provisioner there is no postgresql provider: the stack has the same secrets,
     and a function in the database subnets applies the rest (`LambdaProvisioner`).
