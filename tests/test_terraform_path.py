@@ -8,6 +8,7 @@ plan of the provider is empty. In addition to the SQL path's tests, not instead 
 import dataclasses
 import functools
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -163,7 +164,7 @@ def build(server: LocalServer, directory: Path, *, logins: int = 0) -> Terraform
         f"valid_until=datetime.fromisoformat({grant.valid_until.isoformat()!r}))\n"
     )
     environment = local_environment("127.0.0.1", server.port)
-    logins = {f"servicedb_login_{number}": f"login-{number}-{server.admin_password}" for number in range(1, logins + 1)}
+    logins = {f"servicedb_login_{number}": secrets.token_urlsafe(24) for number in range(1, logins + 1)}
     arn = "arn:aws:secretsmanager:eu-west-1:000000000000:secret:servicedb-login-{}"
     environment = dataclasses.replace(
         environment, terraform_logins=tuple((user, arn.format(user)) for user in sorted(logins))
