@@ -648,17 +648,13 @@ class ServiceDatabases(Construct):
             admin_role = admin_role or getattr(postgresql_provider, "username", None)  # read once, not per service
         if cluster_resource_id is None and any(service.connects for service in plan.services):
             cluster_resource_id = cluster_resource_id_of(self, plan.services[0], aws_provider)
-        # Per login, its username read once: (provider, the role it logs in as, the cluster admin).
-        logins = [(provider, provider.username, admin_role) for provider in login_providers]
-
-        def login_of(service: p.ServicePlan) -> tuple[TerraformProvider | None, str | None, str | None]:
-            if not logins:
-                return postgresql_provider, admin_role, None
-            return logins[provider_login_of(service.service, len(logins))]
-
+        # Each login's provider and the role it logs in as, read once; the admin then keeps CONNECT
+        # and the owners' membership, for verify.
+        logins = [(provider, provider.username) for provider in login_providers] or [(postgresql_provider, admin_role)]
+        cluster_admin = admin_role if login_providers else None
         services: dict[str, ServiceDatabase] = {}
         for service in plan.services:
-            provider, login, cluster_admin = login_of(service)
+            provider, login = logins[provider_login_of(service.service, len(logins))]
             services[service.service] = ServiceDatabase(
                 self,
                 service.service,

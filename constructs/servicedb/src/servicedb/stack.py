@@ -158,7 +158,7 @@ class DatabaseAccessStack(TerraformStack):
             random_provider=random,
         )
         self.output_secret_arns()
-        self.add_temporary_access(plan, aws=aws, random=random, postgresql=postgresql)
+        self.add_temporary_access(plan, aws=aws, random=random)
         if environment.expires_break_glass:
             function = ExpiryFunction(self, "expiry_function", environment=environment, aws_provider=aws)
             self.expiry = ExpirySchedule(
@@ -184,9 +184,9 @@ class DatabaseAccessStack(TerraformStack):
         *,
         aws: AwsProvider,
         random: RandomProvider,
-        postgresql: PostgresqlProvider | None = None,
     ) -> None:
-        """The break-glass grants live at synth; with the lambda provisioner, only their secrets."""
+        """The break-glass grants live at synth, each through its service's postgresql provider;
+        with the lambda provisioner, only their secrets."""
         grants = Construct(self, "temporary_access")
         self.temporary_access = {
             grant.role.name: TemporaryDatabaseAccess(
@@ -194,7 +194,7 @@ class DatabaseAccessStack(TerraformStack):
                 grant.role.name,
                 plan=grant,
                 service=self.services.services[grant.service],
-                postgresql_provider=postgresql and self.services.services[grant.service].postgresql_provider,
+                postgresql_provider=self.services.services[grant.service].postgresql_provider,
                 aws_provider=aws,
                 random_provider=random,
                 provisioner=plan.environment.provisioner,
