@@ -5,7 +5,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from servicedb.plan import RoleKind, manager_name, role_name, role_names
+from servicedb.plan import RoleKind, legacy_manager_name, role_name, role_names
 from servicedb.server import LocalServer
 
 
@@ -29,5 +29,6 @@ def drop_services(server: LocalServer, names: list[str]) -> None:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
                 conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner)))
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            for role in (*role_names(name), manager_name(name)):
+            # The group managers stay: other services share them, as on a real cluster.
+            for role in (*role_names(name), legacy_manager_name(name)):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

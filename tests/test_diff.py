@@ -1,6 +1,7 @@
 """The diff and the SQL it renders, without a server: what a reviewer reads in `servicedb sql`."""
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -253,3 +254,37 @@ def test_only_a_purge_drops_and_the_script_says_so(wanted: Plan) -> None:
     ]
     assert [s.autocommit for s in statements] == [False, True, False, False, False, False, False, False, False]
     assert diff(purged, current_for(purged)).statements == ()  # already gone: nothing to drop
+
+
+def test_from_empty_on_16_each_manager_makes_its_services_roles_in_one_transaction() -> None:
+    """On 16 the admin's first SET ROLE after a change of roles walks all it may become: a walk per
+    transaction of a manager, so one per manager, not one per service."""
+    names = [f"svc{index:03d}" for index in range(300)]
+    services = [
+        Service(name=name, reads=(Reads(service=names[index - 1]),) if index else ())
+        for index, name in enumerate(names)
+    ]
+    wanted = plan_services(services, environment())
+    empty = Current(
+        server_version=160002,
+        current_user="admin",
+        roles={},
+        memberships=frozenset(),
+        acting_as=frozenset(),
+        databases={},
+        available_extensions=frozenset(),
+        trusted_extensions=frozenset(),
+    )
+    statements = diff(wanted, empty).statements
+    managers = {manager_name(name) for name in names}
+    assert len(managers) < len(names) / 2
+    creations = [s for s in statements if s.query.as_string().startswith("CREATE ROLE") and s.role in managers]
+    assert len(creations) == 5 * len(names)  # owner, app, migrator, writer, reader
+    # Consecutive statements of one manager are one transaction (`apply.run`).
+    runs = [(role, list(run)) for role, run in itertools.groupby(statements, key=lambda s: s.role) if role in managers]
+    creating = [role for role, run in runs if any(s in creations for s in run)]
+    assert sorted(creating) == sorted(managers)  # one each
+    assert len(runs) <= 3 * len(managers)  # besides, the grants that wait for their member, and the settings
+    for name in names:
+        owner = wanted.service(name).owner.name
+        assert all(s.role == manager_name(name) for s in statements if s.subject == owner and s.role in managers)

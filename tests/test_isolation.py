@@ -15,6 +15,7 @@ import pytest
 from psycopg import errors
 
 from servicedb.cli import main
+from servicedb.plan import manager_name
 from servicedb.server import LocalServer
 
 SERVICES = Path(__file__).parent / "services"
@@ -311,7 +312,7 @@ def test_apply_enters_a_database_the_admin_cannot_read_yet(cluster: Cluster) -> 
         conn.execute("SET ROLE inventory_owner")
         conn.execute(f"GRANT DELETE ON inventory.{OWN_TABLE} TO delivery_app")
         conn.execute("RESET ROLE")
-        conn.execute("SET ROLE inventory_manager")  # its grantor, as servicedb apply made it
+        conn.execute(f'SET ROLE "{manager_name("inventory")}"')  # its grantor, as servicedb apply made it
         conn.execute("REVOKE inventory_owner FROM SESSION_USER")
         conn.execute("RESET ROLE")
     code, output = cluster.cli("plan")

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from servicedb.cli import main
 from servicedb.passwords import LocalSecrets
+from servicedb.plan import legacy_manager_name, manager_name
 from servicedb.server import LocalServer
 
 from clusters import admin, drop_services, write_services
@@ -67,7 +69,7 @@ def project(server: LocalServer, tmp_path: Path) -> Iterator[Project]:
     drop_services(server, NAMES)
 
 
-ALL_ROLES = ["gamma_app", "gamma_manager", "gamma_migrator", "gamma_owner", "gamma_reader", "gamma_writer"]
+ALL_ROLES = ["gamma_app", "gamma_migrator", "gamma_owner", "gamma_reader", "gamma_writer"]
 
 
 def test_retired_keeps_the_data_and_stops_every_login(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,10 +125,10 @@ def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
         'DROP DATABASE IF EXISTS "gamma";',
         *[
             line
-            for role in ("gamma_app", "gamma_migrator", "gamma_writer", "gamma_reader", "gamma_owner", "gamma_manager")
+            for role in ("gamma_app", "gamma_migrator", "gamma_writer", "gamma_reader", "gamma_owner")
             for line in (f"-- drop role {role} of purged service gamma", f'DROP ROLE IF EXISTS "{role}";')
         ],
-        "-- 8 statements to apply",
+        "-- 7 statements to apply",
     ]
     assert project.cli("apply")[0] == 0
     assert project.exists() == (False, [])
@@ -137,7 +139,7 @@ def test_purge_drops_the_database_and_the_roles(project: Project) -> None:
 def test_purge_enters_as_the_owner_when_the_admin_is_no_longer_its_member(project: Project) -> None:
     """A membership revoked by hand: apply grants the owner again to drop the database."""
     with admin(project.server) as conn:
-        conn.execute("SET ROLE gamma_manager")  # its grantor, as servicedb apply made it
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(manager_name("gamma"))))  # its grantor
         conn.execute("REVOKE gamma_owner FROM SESSION_USER")
         conn.execute("RESET ROLE")
     project.declare(gamma="Service(name='gamma', retired=True, purge=True)", delta="Service(name='delta')")
@@ -236,3 +238,44 @@ def test_verify_logins_proves_who_logs_in_where(project: Project) -> None:
     assert project.password("gamma_app") not in output
     assert project.cli("apply")[0] == 0
     assert project.cli("verify", "--logins")[0] == 0
+
+
+def test_a_manager_of_one_service_from_before_the_groups_goes_on_managing_it(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """A cluster applied before the group managers, where gamma's roles were made through
+    gamma_manager: apply goes on using it for gamma, and a purge drops it with gamma's roles."""
+    legacy = legacy_manager_name("gamma")
+    with admin(server) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT CREATEROLE").format(sql.Identifier(legacy)))
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(legacy)))
+    project = Project(server, tmp_path)
+    try:
+        project.declare(gamma="Service(name='gamma')", delta="Service(name='delta', reads=(Reads(service='gamma'),))")
+        assert project.cli("apply")[0] == 0
+        assert project.cli("plan") == (0, "-- nothing to do: the server matches the declarations")
+        assert project.cli("verify")[0] == 0
+        with admin(server) as conn:
+            grantors = dict(
+                conn.execute(
+                    """
+                    SELECT m.rolname, g.rolname FROM pg_auth_members a
+                    JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
+                    JOIN pg_roles g ON g.oid = a.grantor
+                    WHERE r.rolname = ANY(%s)
+                    """,
+                    (["gamma_owner", "delta_owner"],),
+                ).fetchall()
+            )
+        # The owners' grants to their migrators, each made by the service's manager.
+        assert grantors["gamma_migrator"] == legacy
+        assert grantors["delta_migrator"] == manager_name("delta")
+
+        project.declare(gamma="Service(name='gamma', retired=True, purge=True)", delta="Service(name='delta')")
+        code, plan = project.cli("plan")
+        assert f'DROP ROLE IF EXISTS "{legacy}";' in plan
+        assert project.cli("apply")[0] == 0
+        assert project.exists() == (False, [])
+        assert project.cli("plan") == (0, "-- nothing to do: the server matches the declarations")
+    finally:
+        drop_services(server, NAMES)

@@ -29,6 +29,7 @@ from servicedb.plan import (
     Role,
     RoleKind,
     ServicePlan,
+    legacy_manager_name,
     manager_name,
     role_name,
     role_names,
@@ -67,9 +68,10 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     managed = {role.name for role in wanted.roles}
     # With a server to look at, each service's roles are created and changed through its manager
     # (`plan.manager_name`); the script of `servicedb sql`, for any version, runs as the admin.
-    manager_of = {role.name: manager_name(s.service) for s in wanted.services for role in s.roles} if current else {}
+    managers = managers_of(wanted, current) if current else {}
+    manager_of = {role.name: managers[s.service] for s in wanted.services for role in s.roles if s.service in managers}
     if current:
-        statements += manager_changes(wanted, current)
+        statements += manager_changes(wanted, current, managers)
     roles, settings, granted = service_role_changes(wanted, current, manager_of)
     statements += roles
     for grant in wanted.temporary:
@@ -125,11 +127,12 @@ def service_role_changes(
     """The services' roles, their settings, and the (member, role) memberships granted with them.
 
     On PostgreSQL 16 the first SET ROLE (or `role` setting checked) after any change of roles or
-    memberships walks everything the admin may become: one owner and one manager per service. So
-    each service's roles change in one transaction as its manager, with the grants of its roles to
-    roles that exist by then: its own users, and the users of services that read it, which come
-    first where reads allow (one walk per service). The settings change no membership: they come
-    after all of them, where the walk is remembered.
+    memberships walks everything the admin may become: one owner per service and the managers. So
+    the roles of a manager's services change in one transaction as that manager (one walk per
+    manager, not per service), each service's with the grants of its roles to roles that exist by
+    then: its own users, and the users of services that read it, which come first where reads
+    allow. The other grants come later (`membership_changes`), by manager too. The settings change
+    no membership: they come after all of them, where the walk is remembered, by manager.
     """
     statements: list[Statement] = []
     settings: list[Statement] = []
@@ -138,7 +141,9 @@ def service_role_changes(
     by_role: dict[str, list[Membership]] = {}
     for membership in wanted.memberships:
         by_role.setdefault(membership.role, []).append(membership)
-    for service in readers_first(wanted) if current else wanted.services:
+    order = readers_first(wanted) if current else wanted.services
+    # Stable: readers first within each manager's services.
+    for service in sorted(order, key=lambda service: manager_of.get(service.owner.name, "")):
         for role in service.roles:
             manager = manager_of.get(role.name)
             statements += managed_role_changes(role, current, manager)
@@ -151,6 +156,7 @@ def service_role_changes(
                 if m.member in exists and (m.member, m.role) not in current.memberships:
                     statements.append(membership_grant(m.member, m.role, manager_of))
                     granted.add((m.member, m.role))
+    settings.sort(key=lambda statement: statement.role or "")
     return statements, settings, granted
 
 
@@ -172,25 +178,38 @@ def readers_first(wanted: Plan) -> list[ServicePlan]:
         return list(wanted.services)
 
 
-def manager_changes(wanted: Plan, current: Current) -> Iterator[Statement]:
-    """Each service's manager, which the admin may become, and, from PostgreSQL 16 on, ADMIN for it
-    on the service's roles that exist already (the admin or Terraform created them)."""
-    creates = any(manager_name(service.service) not in current.roles for service in wanted.services)
-    if creates and current.server_version >= PG16:
+def managers_of(wanted: Plan, current: Current) -> dict[str, str]:
+    """Each service's manager: its own (`plan.legacy_manager_name`) where the server has one from
+    before the groups, else its group's (`plan.manager_name`)."""
+    return {
+        service.service: legacy
+        if (legacy := legacy_manager_name(service.service)) in current.roles
+        else manager_name(service.service)
+        for service in wanted.services
+    }
+
+
+def manager_changes(wanted: Plan, current: Current, managers: Mapping[str, str]) -> Iterator[Statement]:
+    """The services' `managers`, which the admin may become, and, from PostgreSQL 16 on, ADMIN for
+    each on its services' roles that exist already (the admin or Terraform created them)."""
+    services_of: dict[str, list[str]] = {}
+    for service, manager in managers.items():
+        services_of.setdefault(manager, []).append(service)
+    if any(manager not in current.roles for manager in services_of) and current.server_version >= PG16:
         # The managers the admin creates are granted to it as they are made, SET and INHERIT as
         # its GRANT would give: a GRANT checks the admin's ADMIN on the manager, a walk of all its
         # memberships (milliseconds each on a cluster of 1,000 services).
         yield Statement(
-            description="the admin may act as each service's manager it creates (SET and INHERIT, as a GRANT gives)",
+            description="the admin may act as each manager it creates (SET and INHERIT, as a GRANT gives)",
             query=sql.SQL("SET LOCAL createrole_self_grant = 'set, inherit'"),
             internal=True,
         )
-    for service in wanted.services:
-        manager = manager_name(service.service)
+    for manager, services in sorted(services_of.items()):
         created = manager not in current.roles
         if created:
             yield Statement(
-                description=f"create role {manager}, through which the admin manages {service.service}'s roles",
+                description=f"create role {manager}, through which the admin manages the roles of "
+                + ", ".join(services),
                 query=sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT CREATEROLE").format(ident(manager)),
                 internal=True,
             )
@@ -200,8 +219,10 @@ def manager_changes(wanted: Plan, current: Current) -> Iterator[Statement]:
                 query=sql.SQL("GRANT {} TO CURRENT_USER").format(ident(manager)),
                 internal=True,
             )
-        if current.server_version < PG16:
-            continue  # CREATEROLE alters any role that is not a superuser
+    if current.server_version < PG16:
+        return  # CREATEROLE alters any role that is not a superuser
+    for service in wanted.services:
+        manager = managers[service.service]
         for role in service.roles:
             if role.name in current.roles and (manager, role.name) not in current.administering:
                 yield Statement(
@@ -265,7 +286,7 @@ def purge_changes(wanted: Plan, current: Current | None) -> Iterator[Statement]:
                 query=sql.SQL("DROP DATABASE IF EXISTS {}").format(ident(service)),
                 autocommit=True,
             )
-        for name in (*role_names(service), manager_name(service)):
+        for name in (*role_names(service), legacy_manager_name(service)):
             if current is None or name in current.roles:
                 yield Statement(
                     description=f"drop role {name} of purged service {service}",

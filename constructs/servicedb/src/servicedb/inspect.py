@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from servicedb.driver import INVALID_PASSWORD, Connection, failure
-from servicedb.plan import RDS_IAM, ObjectType, Plan, RoleKind, manager_name, role_name
+from servicedb.plan import RDS_IAM, ObjectType, Plan, RoleKind, legacy_manager_name, manager_name, role_name
 from servicedb.plan import role_names as plan_role_names
 
 PARALLEL_CONNECTIONS = 4
@@ -158,9 +158,12 @@ def inspect(
     # Purged services too: their database and roles are what apply drops.
     role_names = [role.name for role in wanted.roles]
     role_names += [name for service in wanted.purged for name in plan_role_names(service)]
-    managers = [manager_name(service.service) for service in wanted.services] + [
-        manager_name(service) for service in wanted.purged
-    ]
+    # The services' group managers, and those of one service each from before the groups.
+    managers = sorted(
+        {manager_name(service.service) for service in wanted.services}
+        | {legacy_manager_name(service.service) for service in wanted.services}
+        | {legacy_manager_name(service) for service in wanted.purged}
+    )
     database_names = [service.database.name for service in wanted.services] + list(wanted.purged)
     owners = [service.owner.name for service in wanted.services]
     owners += [role_name(service, RoleKind.OWNER) for service in wanted.purged]

@@ -8,6 +8,7 @@ exactly `privileges` on the objects, so a Grant with no privileges is a REVOKE o
 """
 
 import dataclasses
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -450,19 +451,32 @@ def alternating_rotations(rotation: int) -> tuple[int, int]:
     return even, odd
 
 
-MANAGER_SUFFIX = "manager"
+MANAGER_GROUPS = 128
+"""How many managers `servicedb apply` spreads the services over. Never change it: a service keeps
+its manager only as long as the number stays (a new one would need ADMIN on its roles again)."""
 
 
 def manager_name(service: str) -> str:
-    """`<service>_manager`: NOLOGIN, CREATEROLE, a role only the admin may become. `servicedb apply`
-    creates and alters the service's roles through it, so that they are its roles, not the admin's.
+    """`servicedb_manager_<n>`: the manager of a group of services, chosen by a CRC-32 of the
+    service's name, so that a service keeps its manager whatever services come and go. NOLOGIN,
+    CREATEROLE, a role only the admin may become: `servicedb apply` creates and alters the
+    service's roles through it, so that they are its roles, not the admin's.
 
-    Not part of the plan (Terraform has none): on PostgreSQL 16, a role that is not a superuser may
+    Not part of the plan (Terraform has none). On PostgreSQL 16, a role that is not a superuser may
     alter a role only if it holds ADMIN on it, and checking that walks every membership of the
-    acting role, which for an admin that created thousands of roles makes each ALTER ROLE and GRANT
-    cost milliseconds more for every hundred services. A manager holds a few.
+    acting role: for an admin that created thousands of roles, milliseconds more for every hundred
+    services on each ALTER ROLE and GRANT. A manager holds the roles of a few services. And the
+    admin's SET ROLE to a manager, after any change of roles, walks every role the admin may
+    become: one walk per group of services, not one per service.
     """
-    return f"{service}_{MANAGER_SUFFIX}"
+    return f"servicedb_manager_{zlib.crc32(service.encode()) % MANAGER_GROUPS:03d}"
+
+
+def legacy_manager_name(service: str) -> str:
+    """`<service>_manager`: the manager of one service, as `servicedb apply` made them before
+    `manager_name`'s groups. Where one exists, apply goes on using it for its service (its grants
+    name it as their grantor, so it cannot simply be dropped), and drops it with a purged service."""
+    return f"{service}_manager"
 
 
 def role_names(service: str) -> tuple[str, ...]:
