@@ -368,7 +368,7 @@ def test_verify_passes_and_the_sql_path_changes_nothing_declared(built: Terrafor
     code, output = built.cli("plan")
     described = [line for line in output.splitlines() if line.startswith("-- ") and "statements to apply" not in line]
     changes = [line for line in described if not line.startswith("-- temporary access:")][2:]
-    setup = "-- the admin may act as each service's manager it creates (SET and INHERIT, as a GRANT gives)"
+    setup = "-- the admin may act as each manager it creates (SET and INHERIT, as a GRANT gives)"
     assert changes and all("_manager" in line or line == setup for line in changes), output
     assert built.cli("apply")[0] == 0
     code, output = built.cli("plan")
