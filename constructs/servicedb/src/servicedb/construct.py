@@ -21,7 +21,6 @@ a resource whose block is gone from the configuration (hashicorp/terraform#17599
 refuses a deleted declaration before synth.
 """
 
-import zlib
 from collections.abc import Mapping, Sequence
 
 from cdktf import Fn, TerraformProvider
@@ -597,9 +596,9 @@ def admin_role_of(plan: p.ServicePlan, admin_role: str | None, provider: Terrafo
 
 
 def provider_login_of(service: str, logins: int) -> int:
-    """Which of `logins` provider logins applies `service`: a hash of its name (CRC-32), so that a
+    """Which of `logins` provider logins applies `service`: `plan.share_of` its name, so that a
     service keeps its login whatever services come and go, as long as the number stays."""
-    return zlib.crc32(service.encode()) % logins
+    return p.share_of(service, logins)
 
 
 def cluster_resource_id_of(scope: Construct, plan: p.ServicePlan, aws_provider: TerraformProvider | None) -> str:

@@ -69,7 +69,7 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     # With a server to look at, each service's roles are created and changed through its manager
     # (`plan.manager_name`); the script of `servicedb sql`, for any version, runs as the admin.
     managers = managers_of(wanted, current) if current else {}
-    manager_of = {role.name: managers[s.service] for s in wanted.services for role in s.roles if s.service in managers}
+    manager_of = {role.name: managers[s.service] for s in wanted.services for role in s.roles} if current else {}
     if current:
         statements += manager_changes(wanted, current, managers)
     roles, settings, granted = service_role_changes(wanted, current, manager_of)

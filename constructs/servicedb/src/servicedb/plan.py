@@ -451,13 +451,19 @@ def alternating_rotations(rotation: int) -> tuple[int, int]:
     return even, odd
 
 
+def share_of(service: str, shares: int) -> int:
+    """Which of `shares` a service falls in: a CRC-32 of its name, so that a service keeps its
+    share whatever services come and go, as long as the number of shares stays."""
+    return zlib.crc32(service.encode()) % shares
+
+
 MANAGER_GROUPS = 128
 """How many managers `servicedb apply` spreads the services over. Never change it: a service keeps
 its manager only as long as the number stays (a new one would need ADMIN on its roles again)."""
 
 
 def manager_name(service: str) -> str:
-    """`servicedb_manager_<n>`: the manager of a group of services, chosen by a CRC-32 of the
+    """`servicedb_manager_<n>`: the manager of a group of services, chosen by `share_of` the
     service's name, so that a service keeps its manager whatever services come and go. NOLOGIN,
     CREATEROLE, a role only the admin may become: `servicedb apply` creates and alters the
     service's roles through it, so that they are its roles, not the admin's.
@@ -469,7 +475,7 @@ def manager_name(service: str) -> str:
     admin's SET ROLE to a manager, after any change of roles, walks every role the admin may
     become: one walk per group of services, not one per service.
     """
-    return f"servicedb_manager_{zlib.crc32(service.encode()) % MANAGER_GROUPS:03d}"
+    return f"servicedb_manager_{share_of(service, MANAGER_GROUPS):03d}"
 
 
 def legacy_manager_name(service: str) -> str:
