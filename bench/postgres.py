@@ -21,7 +21,7 @@ import psycopg
 from servicedb.cli import Server, apply_plan, local_environment, local_services
 from servicedb.passwords import LocalSecrets
 from servicedb.plan import plan_services
-from servicedb.server import Binaries, LocalServer, available_binaries
+from servicedb.server import Binaries, LocalServer, available_binaries, scratch_directory
 from servicedb.verify import prove_logins, verify
 
 TARGETS = {"apply": 10.0, "noop": 2.0, "verify": 5.0}
@@ -101,6 +101,8 @@ class Result:
     ok: bool
     create_database: float = 0.0
     """Seconds of `apply` from empty spent in its `CREATE DATABASE` statements."""
+    database_bytes: int = 0
+    """The size of every database on the server after `apply` from empty (`pg_database_size`)."""
 
 
 def write_services(directory: Path, count: int) -> None:
@@ -132,6 +134,8 @@ def measure(count: int, *, logins: bool = True, binaries: Binaries | None = None
 
         apply = timed(lambda: apply_plan(server, plan, store, out=lines.append))
         create_database = Counted.create_database_seconds
+        with server.connect() as conn:
+            database_bytes = int(conn.execute("SELECT sum(pg_database_size(oid)) FROM pg_database").fetchone()[0])
         statements = int(lines[-1].split()[2])
         noop = timed(lambda: apply_plan(server, plan, store, out=lines.append))
         assert lines[-1] == "-- nothing to do: the server matches the declarations", lines[-1]
@@ -150,7 +154,7 @@ def measure(count: int, *, logins: bool = True, binaries: Binaries | None = None
 
         tried = timed(run_logins) if logins else None
         ok = all(report.ok for report in reports)
-        return Result(count, statements, apply, noop, checked, tried, ok, create_database)
+        return Result(count, statements, apply, noop, checked, tried, ok, create_database, database_bytes)
 
 
 def create_databases(count: int, binaries: Binaries | None = None) -> float:
@@ -164,6 +168,23 @@ def create_databases(count: int, binaries: Binaries | None = None) -> float:
         for index in range(count):
             conn.execute(f"CREATE DATABASE alone{index:04d}")
         return time.perf_counter() - started
+
+
+def scratch_writes(gigabytes: int) -> list[float]:
+    """Seconds to write each of `gigabytes` GiB, one after the other, into one file where the
+    throwaway servers keep their data, then remove it: what the machine charges for memory (or disk
+    cache) as a server's files grow. A virtual machine that hands freed memory back to its host
+    charges more for each gigabyte beyond what it keeps."""
+    chunk = bytes(1 << 20)
+    took = []
+    with tempfile.NamedTemporaryFile(dir=scratch_directory(), prefix="servicedb-bench-") as file:
+        for _ in range(gigabytes):
+            started = time.perf_counter()
+            for _ in range(1024):
+                file.write(chunk)
+            file.flush()
+            took.append(time.perf_counter() - started)
+    return took
 
 
 def median_phase(phases: list[Phase]) -> Phase:
@@ -184,6 +205,8 @@ def summarize(runs: list[Result]) -> Result:
         verify=median_phase([r.verify for r in runs]),
         logins=median_phase([r.logins for r in runs if r.logins]) if any(r.logins for r in runs) else None,
         ok=all(r.ok for r in runs),
+        create_database=statistics.median(r.create_database for r in runs),
+        database_bytes=runs[0].database_bytes,
     )
 
 
@@ -241,6 +264,11 @@ def scale_section(results: list[Result], alone: list[float]) -> str:
         f"- apply from empty without its CREATE DATABASE statements: {rest:.1f}x; its CREATE DATABASE "
         f"statements: {largest.create_database / first.create_database:.1f}x; the superuser creating as many "
         f"empty databases on a fresh server with no roles: {alone[-1] / alone[0]:.1f}x."
+    )
+    verdicts.append(
+        "- the server's databases after apply from empty: "
+        + ", ".join(f"{r.database_bytes / (1 << 30):.2f} GiB for {r.services} services" for r in results)
+        + f" ({largest.database_bytes / largest.services / (1 << 20):.1f} MiB a database)."
     )
     return "\n".join(
         [

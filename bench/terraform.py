@@ -30,8 +30,8 @@ from bench.postgres import SCALE_TARGET, write_services
 ROOT = Path(__file__).resolve().parent.parent
 
 SIZES = (100, 300, 1000)
-"""Services; the largest only on the newest server with one login (on PostgreSQL 16 it takes about
-half an hour), on every server with `terraform_logins`."""
+"""Services with `terraform_logins`, on every server; with one login, all but the largest (at 1,000
+services one login takes over four minutes on PostgreSQL 17 and half an hour on 16)."""
 
 SERVICES_PER_LOGIN = 100
 """With `terraform_logins`: one login for this many services."""
@@ -168,6 +168,11 @@ def run(count: int, bin_dir: Path, per_login: int = 0) -> Result:
             raise SystemExit(f"bench: {' '.join(command)} failed:\n{completed.stderr[-3000:]}")
         fields = json.loads(result_file.read_text())
         return Result(**{**fields, "slowest": [tuple(row) for row in fields["slowest"]]})
+
+
+def middle(runs: list[Result]) -> Result:
+    """The run of median time (of an even number, the faster of the two middle ones)."""
+    return sorted(runs, key=lambda r: r.seconds)[(len(runs) - 1) // 2]
 
 
 def section(results: dict[str, list[Result]]) -> str:
