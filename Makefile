@@ -52,7 +52,7 @@ lint: $(VENV)/.installed
 # Import and synth time and memory, plain import against servicedb, for 5, 50 and 500 services; apply and
 # verify on a real PostgreSQL; a scale section (100, 300 and 1,000 services; synth of 1,000 and 2,000);
 # split copy of 3 million rows beside pg_dump | pg_restore; and the test suite's time: writes
-# BENCHMARKS.md (about 25 minutes on 2 cores).
+# BENCHMARKS.md (about an hour on 2 cores).
 bench: $(VENV)/.installed node_modules/.installed $(CHECKOV_INSTALLED)
 	$(VENV)/bin/python -m bench
 
