@@ -575,6 +575,7 @@ def scale_section(bench: Bench) -> str:
         for name, results in bench.scale.items()
         for part in (f"### PostgreSQL {name}", postgres.scale_section(results, bench.scale_alone[name]))
     ]
+    one_login = " and ".join(str(count) for count in terraform.SIZES[:-1])
     return "\n\n".join(
         [
             "## Scale",
@@ -591,13 +592,11 @@ def scale_section(bench: Bench) -> str:
             "The same services synthesized, and the stack's postgresql resources applied from empty with the "
             "statements the postgresql provider 1.26.0 runs, in its order, as the admin it logs in as, with its "
             "connections pooled per database (`bench/terraform.py`, through the test suite's model of the "
-            "provider). With one login, the admin applies every service: one run of "
-            + " and ".join(str(count) for count in terraform.SIZES[:-1])
-            + " services"
-            + f", for comparison. With `terraform_logins` (a login per {terraform.SERVICES_PER_LOGIN} services, "
-            "which the admin makes first), each login applies its share: the run of median time of "
-            f"{bench.runs} at each size, the sizes taken in turn in each run. The slowest kinds of change are "
-            "shown with their mean time each.",
+            f"provider). With one login, the admin applies every service: one run of {one_login} services, for "
+            f"comparison. With `terraform_logins` (a login per {terraform.SERVICES_PER_LOGIN} services, which the "
+            f"admin makes first), each login applies its share: the run of median time of {bench.runs} at each "
+            "size, the sizes taken in turn in each run. The slowest kinds of change are shown with their mean "
+            "time each.",
             terraform.section(bench.scale_terraform),
             "What the machine charges for memory: one file written into the servers' scratch directory "
             "(`postgres.scratch_writes`), one GiB after the other, seconds for each GiB: "
