@@ -75,6 +75,11 @@ def mib(kib: float) -> str:
     return f"{kib / 1024:.0f} MiB"
 
 
+def meminfo_kib(key: str) -> int:
+    """A line of /proc/meminfo, e.g. `MemTotal`, in KiB."""
+    return int(re.search(rf"^{key}:\s+(\d+)", Path("/proc/meminfo").read_text(), flags=re.MULTILINE).group(1))
+
+
 def table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
     header = list(header)
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -273,8 +278,8 @@ def measure_scale(bench: Bench) -> None:
         result = size.measure("project")
         say(f"scale, synth of {count} services: {result['wall_seconds']:.2f} s")
         bench.scale_synths.append(size)
-    available = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) * 1024
-    bench.scale_memory = postgres.scratch_writes(max(1, min(SCALE_MEMORY_GIB, available // 2 // (1 << 30))))
+    available_gib = meminfo_kib("MemAvailable") // (1 << 20)
+    bench.scale_memory = postgres.scratch_writes(max(1, min(SCALE_MEMORY_GIB, available_gib // 2)))
     by_gib = ", ".join(f"{took:.2f} s" for took in bench.scale_memory)
     say(f"scale, writing into the servers' scratch directory, by GiB: {by_gib}")
 
@@ -307,7 +312,7 @@ def measure_tests(bench: Bench) -> None:
 def machine_section(bench: Bench, command: str) -> str:
     cpus = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), flags=re.MULTILINE)
     cpu = cpus[0] if cpus else platform.processor() or "unknown"
-    memory_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    memory_kib = meminfo_kib("MemTotal")
     node = shutil.which("node") or "node"
     machine_path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if "node_modules" not in p)
     machine_node = shutil.which("node", path=machine_path)
