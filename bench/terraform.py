@@ -2,6 +2,9 @@
 
     python -m bench.terraform SERVICES BIN_DIR RESULT_JSON [SERVICES_PER_LOGIN]
 
+writes the result to RESULT_JSON and prints the time, the slowest kinds of change and the slowest
+reads, each with its time per call.
+
 The provider itself cannot be installed here (its registry is out of reach), so the statements
 are those of the test suite's model of provider 1.26.0 (`tests/terraform_provider.py`): the same
 SQL, in the same order, as the same login, on a fresh real server from `BIN_DIR`. Like the
@@ -51,10 +54,16 @@ class Result:
     """How many logins applied the services: 1 (the admin), or the environment's `terraform_logins`."""
     slowest: list[tuple[str, int, float]]
     """The three kinds of change (not reads) that took the longest in all: (kind, count, seconds)."""
+    reads: list[tuple[str, int, float]]
+    """The eight reads that took the longest in all: (query, count, seconds). A read's query holds no
+    names (they are parameters), so each is one of the provider's queries."""
 
 
 def statement_kind(statement: str) -> str:
-    """`GRANT ... TO`, `ALTER ROLE ... SET`: the statement's keywords, without names or values."""
+    """`GRANT ... TO`, `ALTER ROLE ... SET`: the statement's keywords, without names or values; a
+    read (`SELECT`) is its whole query, whose names and values are parameters."""
+    if statement.lstrip().startswith("SELECT"):
+        return " ".join(statement.split())
     words = [word for word in statement.split() if word.isupper() and word.isalpha()]
     return " ".join(words[:4])
 
@@ -153,9 +162,21 @@ def measure(count: int, bin_dir: Path, per_login: int = 0) -> Result:
                 psycopg.Connection.close(conn)
         if model.silent_no_ops:
             raise SystemExit(f"bench.terraform: the provider's statements did nothing: {model.silent_no_ops[:3]}")
-        changes = [kind for kind in times if kind.split(" ")[0] not in ("SELECT", "BEGIN", "COMMIT", "ROLLBACK")]
-        slowest = sorted(((kind, counts[kind], times[kind]) for kind in changes), key=lambda row: -row[2])[:3]
-        return Result(count, binaries.version, took, len(model.executed), opened[0], max(len(logins), 1), slowest)
+        reads = {kind for kind in times if kind.split(" ")[0] in ("SELECT", "BEGIN", "COMMIT", "ROLLBACK")}
+
+        def longest(kinds: set[str], n: int) -> list[tuple[str, int, float]]:
+            return sorted(((kind, counts[kind], times[kind]) for kind in kinds), key=lambda row: -row[2])[:n]
+
+        return Result(
+            count,
+            binaries.version,
+            took,
+            len(model.executed),
+            opened[0],
+            max(len(logins), 1),
+            longest(set(times) - reads, 3),
+            longest(reads, 8),
+        )
 
 
 def run(count: int, bin_dir: Path, per_login: int = 0) -> Result:
@@ -167,7 +188,7 @@ def run(count: int, bin_dir: Path, per_login: int = 0) -> Result:
         if completed.returncode != 0:
             raise SystemExit(f"bench: {' '.join(command)} failed:\n{completed.stderr[-3000:]}")
         fields = json.loads(result_file.read_text())
-        return Result(**{**fields, "slowest": [tuple(row) for row in fields["slowest"]]})
+        return Result(**{**fields, **{key: [tuple(row) for row in fields[key]] for key in ("slowest", "reads")}})
 
 
 def middle(runs: list[Result]) -> Result:
@@ -212,6 +233,11 @@ def main() -> None:
     count, bin_dir, result_file = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     result = measure(count, bin_dir, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     result_file.write_text(json.dumps(result.__dict__))
+    print(f"{result.services} services, PostgreSQL {result.version}, {result.logins} logins: {result.seconds:.1f} s")
+    for heading, rows in (("slowest changes", result.slowest), ("slowest reads", result.reads)):
+        print(f"{heading} (calls, seconds in all, ms each):")
+        for kind, n, seconds in rows:
+            print(f"  {n:>6} {seconds:8.2f} s {seconds / n * 1000:7.2f} ms  {kind}")
 
 
 if __name__ == "__main__":
