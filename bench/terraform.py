@@ -233,7 +233,8 @@ def main() -> None:
     count, bin_dir, result_file = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     result = measure(count, bin_dir, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     result_file.write_text(json.dumps(result.__dict__))
-    print(f"{result.services} services, PostgreSQL {result.version}, {result.logins} logins: {result.seconds:.1f} s")
+    logins = f"{result.logins} login{'s' if result.logins > 1 else ''}"
+    print(f"{result.services} services, PostgreSQL {result.version}, {logins}: {result.seconds:.1f} s")
     for heading, rows in (("slowest changes", result.slowest), ("slowest reads", result.reads)):
         print(f"{heading} (calls, seconds in all, ms each):")
         for kind, n, seconds in rows:
