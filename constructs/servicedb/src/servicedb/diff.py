@@ -68,9 +68,10 @@ def diff(wanted: Plan, current: Current | None) -> Changes:
     managed = {role.name for role in wanted.roles}
     # With a server to look at, each service's roles are created and changed through its manager
     # (`plan.manager_name`); the script of `servicedb sql`, for any version, runs as the admin.
-    managers = managers_of(wanted, current) if current else {}
-    manager_of = {role.name: managers[s.service] for s in wanted.services for role in s.roles} if current else {}
+    manager_of: dict[str, str] = {}
     if current:
+        managers = managers_of(wanted, current)
+        manager_of = {role.name: managers[s.service] for s in wanted.services for role in s.roles}
         statements += manager_changes(wanted, current, managers)
     roles, settings, granted = service_role_changes(wanted, current, manager_of)
     statements += roles
